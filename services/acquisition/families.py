@@ -23,6 +23,9 @@ ADS_TYPES = {10: CJE, 7: ICE, 34: ICE_4Q, 36: PME_PMI}
 _THREE_PHASE_MARKERS = ("IINST1", "IINST2", "IINST3", "ADIR1", "ADIR2", "ADIR3", "IMAX1", "PPOT",
                         "IRMS2", "URMS2", "SINSTS1")
 
+_LINKY_STANDARD_MARKERS = ("VTIC", "EAST", "SINSTS", "NGTF", "LTARF", "STGE", "PRM", "EASF01",
+                           "URMS1", "IRMS1")
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -51,6 +54,9 @@ def identify(values: dict[str, str], mode: str | None = None) -> Identity:
         1 if ("IINST" in labels or "IRMS1" in labels) else None)
     if "ADSC" in labels:
         return Identity(LINKY, mode or STANDARD, values["ADSC"], phases)
+    if mode == STANDARD and any(l in labels for l in _LINKY_STANDARD_MARKERS):
+        # Only a Linky speaks standard mode with these labels; its ADSC group may be damaged.
+        return Identity(LINKY, mode, None, phases)
     if "JAUNE" in labels:
         return Identity(CJE, mode, values.get("ADS"), phases)
     if "CONTRAT" in labels:

@@ -1,0 +1,15 @@
+"""Run every benchmark, or those named on the command line: python -m bench [codec ...]."""
+import importlib
+import sys
+
+BENCHMARKS = ("codec",)
+
+
+def main(argv):
+    names = argv or BENCHMARKS
+    for name in names:
+        importlib.import_module("bench." + name).main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
