@@ -1,0 +1,209 @@
+"""One worker thread per TIC input: open the line, detect the meter, read frames, survive unplugs.
+
+Everything blocking (opening the port, reading it, probing speeds) happens here, off the service's
+loop; the thread reports back through `report(kind, payload)`, which the service wraps so that the
+call runs on its loop. Kinds: "opened", "open_failed", "closed", "detecting", "detected",
+"no_meter", "frame", "stats".
+
+Detection (manual 10.3.1, issue 3): probe 9600 then 1200 baud, 7 data bits, even parity, one
+stop bit (plus 19200 for CJE/ICE meters, whose speed is not confirmed), and keep the first speed
+that yields a whole frame whose groups all verify; then identify the family and serial number from
+the frames read. A configured speed or mode skips the probing of the other ones.
+
+After an unplug or a read error the port is closed and reopened with a capped backoff, and each
+step is reported: peers' users have to replug or restart by hand; this reader says what happens
+and recovers on its own.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import serial
+
+from .codec import AUTO, FrameDecoder
+from .families import Identity, identify
+
+log = logging.getLogger("acquisition.reader")
+
+PROBE_BAUDS = (9600, 1200, 19200)
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+def register_url_handlers() -> None:
+    """Let serial_for_url open ticsim:// (simulated meters) like any port."""
+    try:
+        import sim
+        sim.register()
+    except ImportError:  # a gateway installed without the simulators
+        pass
+
+
+@dataclass
+class Detection:
+    """What detection found on an input: the manual's Type / Description / Détails."""
+
+    identity: Identity
+    baud: int
+    labels: list[str] = field(default_factory=list)       # in the order the meter sends them
+    values: dict[str, str] = field(default_factory=dict)  # the table shown by *Détails*
+    frames: int = 0
+
+    def to_dict(self) -> dict:
+        d = self.identity.to_dict()
+        d.update(baud=self.baud, labels=self.labels, values=self.values, frames=self.frames)
+        return d
+
+
+def probe_window(baud: int) -> float:
+    """Long enough to see two whole frames: ~1.5 s apart at 1200 bd, ~1 s at 9600."""
+    return 4.5 if baud <= 1200 else 3.0
+
+
+class InputReader(threading.Thread):
+    def __init__(self, index: int, url: str, report, mode: str = AUTO, baud: str | int = "auto",
+                 opener=serial.serial_for_url, probe_scale: float = 1.0,
+                 redetect_after: float = 60.0, clock=time.monotonic):
+        super().__init__(name="TIC%d-reader" % index, daemon=True)
+        self.index = index
+        self.url = url
+        self.report = report
+        self.mode = mode
+        self.fixed_baud = None if str(baud) == "auto" else int(baud)
+        self.opener = opener
+        self.probe_scale = probe_scale          # tests with fast simulators shorten the probes
+        self.redetect_after = redetect_after
+        self.clock = clock
+        self.baud: int | None = self.fixed_baud
+        self._halt = threading.Event()
+        self._detect = threading.Event()
+        self._detect.set()                      # detection at start-up (manual 10.3.1)
+        self._port = None
+        self.decoder = FrameDecoder(mode=mode)
+
+    # --- control, from the loop thread ---------------------------------------------------
+
+    def request_detection(self) -> None:
+        self._detect.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        port = self._port
+        if port is not None:
+            try:
+                port.cancel_read()
+            except Exception:
+                pass
+
+    # --- the thread ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        failures = 0
+        while not self._halt.is_set():
+            try:
+                self._port = self._open(self.baud or PROBE_BAUDS[0])
+            except (serial.SerialException, OSError, ValueError) as e:
+                delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+                failures += 1
+                self.report("open_failed", {"error": str(e), "retry_in": delay,
+                                            "attempt": failures})
+                self._halt.wait(delay)
+                continue
+            failures = 0
+            self.report("opened", {"port": self.url})
+            try:
+                self._serve()
+            except (serial.SerialException, OSError) as e:
+                self.report("closed", {"error": str(e)})
+            finally:
+                self._close()
+            if not self._halt.is_set():
+                self._halt.wait(BACKOFF[0])
+        self.report("stopped", {})
+
+    def _open(self, baud: int):
+        port = self.opener(self.url, do_not_open=True)
+        port.baudrate = baud
+        port.bytesize = serial.SEVENBITS
+        port.parity = serial.PARITY_EVEN
+        port.stopbits = serial.STOPBITS_ONE
+        port.timeout = 0.2
+        port.open()
+        return port
+
+    def _close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception:
+                pass
+
+    def _serve(self) -> None:
+        last_valid = self.clock()
+        last_stats = self.clock()
+        while not self._halt.is_set():
+            if self._detect.is_set():
+                self._detect.clear()
+                if not self._run_detection():
+                    continue
+                last_valid = self.clock()
+            data = self._port.read(4096)
+            if data:
+                for frame in self.decoder.feed(data):
+                    if frame.complete and frame.n_bad < len(frame.groups):
+                        last_valid = self.clock()
+                    self.report("frame", frame)
+            now = self.clock()
+            if now - last_stats >= 5.0:
+                last_stats = now
+                self.report("stats", self.decoder.stats.to_dict())
+            if self.fixed_baud is None and now - last_valid > self.redetect_after:
+                # A meter switched between historic and standard changes speed: probe again.
+                log.info("TIC%d: no valid frame for %.0f s, probing line speeds again",
+                         self.index, now - last_valid)
+                self._detect.set()
+
+    def _run_detection(self) -> bool:
+        bauds = (self.fixed_baud,) if self.fixed_baud else PROBE_BAUDS
+        self.report("detecting", {"bauds": list(bauds)})
+        for baud in bauds:
+            if self._halt.is_set():
+                return False
+            result = self._probe(baud)
+            if result is not None:
+                self.baud = baud
+                self.report("detected", result)
+                return True
+        self.report("no_meter", {"bauds": list(bauds)})
+        self.baud = self.fixed_baud or PROBE_BAUDS[0]
+        self._port.baudrate = self.baud
+        return True
+
+    def _probe(self, baud: int) -> Detection | None:
+        port = self._port
+        port.baudrate = baud
+        port.reset_input_buffer()
+        decoder = FrameDecoder(mode=self.mode)
+        deadline = self.clock() + probe_window(baud) * self.probe_scale
+        good = []
+        while self.clock() < deadline and not self._halt.is_set():
+            data = port.read(4096)
+            for frame in decoder.feed(data):
+                if frame.ok:
+                    good.append(frame)
+            if len(good) >= 2:
+                break
+        if not good:
+            return None
+        labels: list[str] = []
+        values: dict[str, str] = {}
+        for frame in good:
+            for label, value in frame.values().items():
+                if label not in values:
+                    labels.append(label)
+                    values[label] = value
+        self.decoder = FrameDecoder(mode=self.mode)
+        return Detection(identify(values, good[0].mode), baud, labels, values, len(good))
