@@ -8,7 +8,7 @@ import sys
 from . import __version__
 
 #: Sub-command modules; each has add_parser(subparsers), which sets args.func.
-COMMANDS = ("ticgw.decode", "ticgw.statecharts_cmd", "sim.cli")
+COMMANDS = ("ticgw.decode", "ticgw.config_cmd", "ticgw.statecharts_cmd", "sim.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

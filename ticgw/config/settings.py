@@ -62,7 +62,7 @@ class TicInput:
     index: int
     port: str
     mode: str               # auto, historic, standard
-    baud: int | None        # None: auto
+    baud: int | str         # "auto" or a rate in bauds
     serial: str
     def_file: str
 
@@ -122,7 +122,7 @@ def _py_type(vt: t.ValueType):
     if isinstance(vt, t.Int):
         return int
     if isinstance(vt, t.Baud):
-        return int | None
+        return int | str
     return str
 
 
@@ -131,7 +131,8 @@ Settings = dataclasses.make_dataclass(
     [(k.attr, _py_type(k.type)) for k in KEYS if not k.index]
     + [("inputs", tuple[TicInput, ...]),
        ("warnings", tuple[ConfigProblem, ...], field(default=(), compare=False, repr=False))],
-    bases=(_SettingsMethods,), frozen=True, module=__name__)
+    bases=(_SettingsMethods,), frozen=True)
+Settings.__module__ = __name__
 Settings.__doc__ = (
     "The effective configuration, typed and validated. One field per key, named in snake_case "
     "(Site_Id -> site_id, FTP_DirData -> ftp_dir_data, ...); the TIC_*[n] array keys are in "
@@ -260,7 +261,7 @@ def render_bytes(settings, kind: str) -> bytes:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("*", "\\*")
 
 
 def _default_md(k: Key) -> str:

@@ -232,14 +232,11 @@ class Baud(ValueType):
 
     def check(self, text: str):
         if text == "auto":
-            return None
+            return "auto"
         if text.isdigit() and int(text) in BAUD_RATES:
             return int(text)
         raise BadValue("%s is not auto or one of %s" % (_show(text),
                                                        ", ".join(str(b) for b in BAUD_RATES)))
-
-    def format(self, value) -> str:
-        return "auto" if value is None else str(value)
 
 
 class Endpoint(ValueType):
