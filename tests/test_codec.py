@@ -258,3 +258,9 @@ def test_round_trip(groups, mode):
     frames, _ = decode_all(encode_frame(groups, mode), mode=mode)
     assert [(g.label, g.value) for g in frames[0].groups] == groups
     assert frames[0].ok
+
+
+def test_empty_frame_is_not_ok():
+    frames, s = decode_all(b"\x02\x03" + HIST)
+    assert not frames[0].ok and frames[1].ok
+    assert s.frames_complete == 2 and s.frames_ok == 1

@@ -124,8 +124,9 @@ class Frame:
 
     @property
     def ok(self) -> bool:
-        """Whole, and every group valid."""
-        return self.complete and not self.errors and self.n_bad == 0
+        """Whole, with at least one group, and every group valid."""
+        return self.complete and not self.errors and self.n_bad == 0 and bool(
+            self._groups if self._columns is None else self._columns[0])
 
     def valid_groups(self) -> dict[str, Group]:
         """Label -> group, for the groups whose checksum verified (first occurrence wins)."""
@@ -400,7 +401,7 @@ class FrameDecoder:
         st.groups_ok += len(frame.groups) - bad
         if complete:
             st.frames_complete += 1
-            if not bad and not frame.errors:
+            if frame.ok:
                 st.frames_ok += 1
         return frame
 

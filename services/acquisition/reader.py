@@ -131,6 +131,7 @@ class InputReader(threading.Thread):
         port.stopbits = serial.STOPBITS_ONE
         port.timeout = 0.2
         port.open()
+        _report_parity_errors_as_nul(port)
         return port
 
     def _close(self) -> None:
@@ -207,3 +208,20 @@ class InputReader(threading.Thread):
                     values[label] = value
         self.decoder = FrameDecoder(mode=self.mode)
         return Detection(identify(values, good[0].mode), baud, labels, values, len(good))
+
+
+def _report_parity_errors_as_nul(port) -> None:
+    """pyserial clears INPCK, so a byte received with a parity error passes unchanged; turn
+    parity checking on (INPCK, IGNPAR and PARMRK off) so the kernel delivers it as NUL, which the
+    decoder counts as a line error. Ports without a termios fd (URL handlers, ptys that refuse
+    the change) are left as they are."""
+    fd = getattr(port, "fd", None)
+    if fd is None:
+        return
+    try:
+        import termios
+        attrs = termios.tcgetattr(fd)
+        attrs[0] = (attrs[0] | termios.INPCK) & ~(termios.IGNPAR | termios.PARMRK | termios.ISTRIP)
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    except (ImportError, OSError, termios.error):
+        pass
