@@ -21,7 +21,7 @@ from transitions import Machine, MachineError
 log = logging.getLogger("statecharts")
 
 #: Every chart, by module name.
-CHARTS = ("activity", "tic_input")
+CHARTS = ("activity", "tic_input", "connection")
 
 HERE = Path(__file__).parent
 
@@ -61,6 +61,8 @@ def fire(model, trigger: str, *args, **kwargs) -> bool:
 def mermaid(name: str) -> str:
     """The chart rendered as a Markdown page with a Mermaid diagram."""
     from transitions.extensions.diagrams import GraphMachine
+
+    logging.getLogger("transitions.extensions.diagrams").setLevel(logging.WARNING)
 
     c = chart(name)
 

@@ -2,7 +2,7 @@
 import pytest
 
 import statecharts
-from statecharts import activity, tic_input
+from statecharts import activity, connection, tic_input
 
 
 @pytest.mark.parametrize("name", statecharts.CHARTS)
@@ -25,7 +25,7 @@ def all_paths(chart):
             yield s, t["trigger"], t["dest"]
 
 
-@pytest.mark.parametrize("chart", [activity, tic_input])
+@pytest.mark.parametrize("chart", [activity, tic_input, connection])
 def test_every_transition_from_a_stub_model(chart):
     for source, trigger, dest in all_paths(chart):
         model = Stub()
@@ -38,7 +38,7 @@ def test_every_transition_from_a_stub_model(chart):
         assert changes == [(chart.NAME, source, dest, trigger)]
 
 
-@pytest.mark.parametrize("chart", [activity, tic_input])
+@pytest.mark.parametrize("chart", [activity, tic_input, connection])
 def test_undeclared_triggers_are_refused_and_logged(chart, caplog):
     declared = set(all_paths(chart))
     triggers = {t for _, t, _ in declared}

@@ -11,7 +11,7 @@ from . import __version__
 #: Sub-command modules; each has add_parser(subparsers), which sets args.func.
 COMMANDS = ("ticgw.decode", "ticgw.config_cmd", "ticgw.statecharts_cmd", "ticgw.bus_cmd")
 #: Command groups: `ticgw sim meter ...`; each module adds its commands under the group.
-GROUPS = {"sim": ("simulators (meters, modem, server)", ("sim.cli",))}
+GROUPS = {"sim": ("simulators (meters, modem, server)", ("sim.cli", "sim.server_cli"))}
 
 
 def build_parser() -> argparse.ArgumentParser:

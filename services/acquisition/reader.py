@@ -78,8 +78,9 @@ class InputReader(threading.Thread):
         self.clock = clock
         self.baud: int | None = self.fixed_baud
         self._halt = threading.Event()
-        self._detect = threading.Event()
-        self._detect.set()                      # detection at start-up (manual 10.3.1)
+        self._detect = threading.Event()        # set at each (re)open: manual 10.3.1 detects
+                                                # at start-up, and a replugged line may hold
+                                                # another meter
         self._port = None
         self.decoder = FrameDecoder(mode=mode)
 
@@ -112,6 +113,7 @@ class InputReader(threading.Thread):
                 self._halt.wait(delay)
                 continue
             failures = 0
+            self._detect.set()
             self.report("opened", {"port": self.url})
             try:
                 self._serve()

@@ -1,0 +1,862 @@
+"""The uplink's FTP client: one session per connection, files moved safely, errors named by reaction.
+
+Everything here blocks; the uplink service calls it from a worker thread.
+
+    settings = FtpSettings.from_settings(config)
+    with FtpSession(settings) as ftp:                         # FtpConnectError: stop the phase
+        ftp.upload("DATA", spool_file, on_retry=journal_retry) # FtpTransferError: file stays
+        for f in ftp.listdir("CMD"): ...
+        ftp.download("CMD", "SITE_CMD.csv", local)
+        ftp.delete("CMD", "SITE_CMD.csv")
+        print(ftp.stats)
+
+What the errors mean for the caller:
+
+- :class:`FtpConnectError`: the server cannot be reached or refuses the login (the manual's
+  "Erreur de connexion FTP"); the connection phase should stop.
+- :class:`FtpDirectoryMissing`: a configured directory does not exist on the server. The gateway
+  never creates directories; the message names the directory and the setting to fix.
+- :class:`FtpNoSpace`: the server is out of space (452/552, "disk full", quota): stop uploading
+  for this connection; the file stays in the spool.
+- :class:`FtpTransferError`: one file failed after its retries; it stays in the spool, the next
+  file can be tried.
+- :class:`FtpFileMissing`: the remote file to fetch or delete is not there.
+
+Uploads go as ``name.tmp``, whose size on the server is checked before it is renamed to ``name``
+and again after, so a partial file only ever exists as ``.tmp``. Remote metadata comes from
+MLST/MLSD (exact size, UTC modification time to the second) when the server has them, else from
+ftputil's parsing of ``LIST`` (coarser times: minutes, or days for old files); one session always
+uses the same source, so comparing a value with the one seen at the last connection is stable.
+
+``stats`` counts what the session cost on the link: FTP commands sent (every command line,
+including login, TYPE, PASV, QUIT) and bytes. ``ctrl_*`` bytes are the command and reply lines,
+``data_*`` the payload of transfers and listings; with TLS these are the plaintext sizes (the
+wire adds handshakes and record overhead).
+"""
+from __future__ import annotations
+
+import calendar
+import ftplib
+import os
+import re
+import socket
+import ssl
+import stat as stat_mod
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+with warnings.catch_warnings():
+    # ftputil 5.2 warns on import that its default path encoding changes in 6.0; every
+    # session here is made by this module with encoding="utf-8", so the default never applies.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ftputil")
+    warnings.filterwarnings("ignore", message=".*default file path encoding.*")
+    import ftputil
+    import ftputil.error
+
+__all__ = [
+    "KINDS", "DEFAULT_DIRS", "DIR_SETTINGS", "FtpSettings", "FtpSession", "RemoteFile",
+    "FtpError", "FtpConnectError", "FtpDirectoryMissing", "FtpTransferError", "FtpNoSpace",
+    "FtpFileMissing",
+]
+
+KINDS = ("CONFIG", "DEF", "DATA", "ALARM", "CMD", "LOG", "BIN")
+DEFAULT_DIRS = {kind: "/" + kind for kind in KINDS}
+#: kind -> the configuration key that names its directory (for messages)
+DIR_SETTINGS = {"CONFIG": "FTP_DirConfig", "DEF": "FTP_DirDef", "DATA": "FTP_DirData",
+                "ALARM": "FTP_DirAlarm", "CMD": "FTP_DirCmd", "LOG": "FTP_DirLog",
+                "BIN": "FTP_DirBin"}
+
+TMP_SUFFIX = ".tmp"
+BLOCK = 8192
+#: Slowest link we plan for when waiting for the end of an upload (bytes/s; ~8 kbit/s, a poor
+#: GPRS link). See FtpSession._stor.
+MIN_LINK_RATE = 1000.0
+#: How long to wait for the reply that explains a data connection that broke.
+BROKEN_DATA_REPLY_WAIT = 5.0
+
+_STATUS_LINE = re.compile(r"^\d{3}[ -]")
+
+RetryCallback = Callable[[int, int, BaseException], None]
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass
+class FtpSettings:
+    host: str
+    port: int = 21
+    login: str = ""
+    password: str = ""
+    tls: bool = False            # explicit FTPS (AUTH TLS), data channel protected (PROT P)
+    passive: bool = True
+    timeout: float = 30.0        # seconds without an answer before an operation fails
+    dirs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DIRS))
+    tls_cafile: str | None = None  # extra trust anchor (e.g. a self-signed server certificate)
+    tls_verify: bool = True        # False accepts any certificate (encryption without identity)
+
+    @classmethod
+    def from_settings(cls, settings) -> "FtpSettings":
+        """From the gateway's configuration (:class:`ticgw.config.settings.Settings`)."""
+        return cls(
+            host=settings.ftp_server,
+            port=int(settings.ftp_port),
+            login=settings.ftp_login,
+            password=settings.ftp_password,
+            tls=bool(settings.ftp_tls),
+            passive=bool(settings.ftp_passive),
+            timeout=float(settings.ftp_timeout),
+            dirs={
+                "CONFIG": settings.ftp_dir_config,
+                "DEF": settings.ftp_dir_def,
+                "DATA": settings.ftp_dir_data,
+                "ALARM": settings.ftp_dir_alarm,
+                "CMD": settings.ftp_dir_cmd,
+                "LOG": settings.ftp_dir_log,
+                "BIN": settings.ftp_dir_bin,
+            },
+        )
+
+    def dir(self, kind: str) -> str:
+        try:
+            return self.dirs.get(kind) or DEFAULT_DIRS[kind]
+        except KeyError:
+            raise ValueError(f"unknown FTP directory kind {kind!r} (one of {KINDS})") from None
+
+
+class RemoteFile(NamedTuple):
+    name: str
+    size: int
+    mtime: float | None  # epoch seconds, UTC; None when the server does not say
+
+
+# ------------------------------------------------------------------------------- errors
+class FtpError(Exception):
+    """Base of the FTP client's errors. ``reply`` is the server's reply text when there was one."""
+
+    reply: str | None = None
+
+
+class FtpConnectError(FtpError):
+    """Cannot connect or log in ("Erreur de connexion FTP"): stop the connection phase."""
+
+    def __init__(self, message: str, reply: str | None = None):
+        super().__init__(message)
+        self.reply = reply
+
+
+class FtpDirectoryMissing(FtpError):
+    """A configured directory does not exist on the server (the gateway never creates it)."""
+
+    def __init__(self, kind: str, path: str, reply: str | None = None):
+        self.kind, self.path, self.reply = kind, path, reply
+        self.setting = DIR_SETTINGS.get(kind, "FTP_Dir*")
+        super().__init__(
+            f"FTP directory {path} ({kind}) does not exist on the server"
+            + (f" ({reply})" if reply else "")
+            + f": create it on the server or change {self.setting}; "
+              "the gateway never creates directories")
+
+
+class FtpTransferError(FtpError):
+    """A transfer or file operation failed (after its retries): the local file is untouched."""
+
+    def __init__(self, message: str, *, name: str | None = None, attempts: int = 1,
+                 error: BaseException | None = None):
+        super().__init__(message)
+        self.name, self.attempts, self.error = name, attempts, error
+        self.reply = _reply_of(error) if error is not None else None
+
+
+class FtpNoSpace(FtpError):
+    """The server has no room (452/552, disk full, quota): stop uploading for this connection."""
+
+    def __init__(self, message: str, reply: str | None = None):
+        super().__init__(message)
+        self.reply = reply
+
+
+class FtpFileMissing(FtpError):
+    """The remote file to fetch, delete or rename is not on the server."""
+
+    def __init__(self, kind: str, path: str, reply: str | None = None):
+        self.kind, self.path, self.reply = kind, path, reply
+        super().__init__(f"{path} is not on the FTP server" + (f" ({reply})" if reply else ""))
+
+
+class _SizeMismatch(FtpError):
+    """The server's size of a transferred file differs from what was sent or announced."""
+
+
+def _reply_of(err: BaseException | None) -> str | None:
+    if isinstance(err, ftplib.Error):
+        return str(err).strip()
+    return None
+
+
+def _code(err: BaseException) -> str:
+    text = _reply_of(err) or ""
+    return text[:3] if text[:3].isdigit() else ""
+
+
+_NO_SPACE_WORDS = ("no space", "disk full", "quota", "storage allocation", "insufficient storage")
+
+
+def _is_no_space(err: BaseException) -> bool:
+    if not isinstance(err, ftplib.Error):
+        return False
+    text = str(err).lower()
+    return _code(err) in ("452", "552") or any(word in text for word in _NO_SPACE_WORDS)
+
+
+def _describe(err: BaseException) -> str:
+    reply = _reply_of(err)
+    if reply:
+        return reply
+    if isinstance(err, (TimeoutError, socket.timeout)):
+        return "timed out"
+    if isinstance(err, EOFError):
+        return "connection closed by the server"
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def _join(directory: str, name: str) -> str:
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"{name!r} is not a plain file name")
+    return directory.rstrip("/") + "/" + name
+
+
+def _parse_mlst_time(value: str | None) -> float | None:
+    """RFC 3659 ``YYYYMMDDHHMMSS[.sss]`` (UTC) to epoch seconds."""
+    if not value or len(value) < 14:
+        return None
+    try:
+        seconds = calendar.timegm(time.strptime(value[:14], "%Y%m%d%H%M%S"))
+        fraction = float("0" + value[14:]) if value[14:15] == "." else 0.0
+    except ValueError:
+        return None
+    return seconds + fraction
+
+
+# ------------------------------------------------------------------- ftplib sessions
+class _CountingMixin:
+    """Counts commands and control bytes; remembers the transfer TYPE so it is sent only on change."""
+
+    stats: dict
+    _type: str | None = None
+
+    def putcmd(self, line):
+        self.stats["commands"] += 1
+        super().putcmd(line)
+
+    def putline(self, line):
+        self.stats["ctrl_bytes_sent"] += len((line + "\r\n").encode(self.encoding, "replace"))
+        super().putline(line)
+
+    def getline(self):
+        line = super().getline()
+        self.stats["ctrl_bytes_received"] += len(line.encode(self.encoding, "replace")) + 2
+        return line
+
+    def _type_cached(self, cmd: str) -> bool:
+        return cmd.upper().startswith("TYPE ") and cmd[5:].strip().upper() == self._type
+
+    def _note_type(self, cmd: str) -> None:
+        if cmd.upper().startswith("TYPE "):
+            self._type = cmd[5:].strip().upper()
+
+    def sendcmd(self, cmd):
+        if self._type_cached(cmd):
+            return "200 Type unchanged."
+        resp = super().sendcmd(cmd)
+        self._note_type(cmd)
+        return resp
+
+    def voidcmd(self, cmd):
+        if self._type_cached(cmd):
+            return "200 Type unchanged."
+        resp = super().voidcmd(cmd)
+        self._note_type(cmd)
+        return resp
+
+    def retrlines(self, cmd, callback=None):
+        # Listings (LIST, MLSD) are data too.
+        inner = callback if callback is not None else ftplib.print_line
+
+        def counting(line):
+            self.stats["data_bytes_received"] += len(line.encode(self.encoding, "replace")) + 2
+            inner(line)
+
+        return super().retrlines(cmd, counting)
+
+
+class _PlainSession(_CountingMixin, ftplib.FTP):
+    pass
+
+
+class _TlsSession(_CountingMixin, ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        # ftplib.FTP_TLS starts a fresh TLS session on every data connection; vsftpd
+        # (require_ssl_reuse, its default) and proftpd refuse that. Resume the control
+        # connection's session instead, which servers that do not care accept as well.
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            try:
+                conn = self.context.wrap_socket(conn, server_hostname=self.host,
+                                                session=self.sock.session)
+            except BaseException:
+                conn.close()
+                raise
+        return conn, size
+
+
+# --------------------------------------------------------------------------- session
+class FtpSession:
+    """One FTP connection to the server, reopened on demand if the link drops."""
+
+    def __init__(self, settings: FtpSettings):
+        self.settings = settings
+        self._ftp: ftplib.FTP | None = None
+        self._host: ftputil.FTPHost | None = None
+        self._dead = False
+        self._checked_dirs: dict[str, str] = {}
+        self._has_mlst: bool | None = None   # None: not known yet
+        self._has_size: bool | None = None
+        self._stats = {
+            "connects": 0, "commands": 0,
+            "ctrl_bytes_sent": 0, "ctrl_bytes_received": 0,
+            "data_bytes_sent": 0, "data_bytes_received": 0,
+            "uploads": 0, "downloads": 0, "failed_tries": 0,
+        }
+
+    # ---------------------------------------------------------------- life
+    def __enter__(self) -> "FtpSession":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> dict:
+        s = dict(self._stats)
+        s["bytes_sent"] = s["ctrl_bytes_sent"] + s["data_bytes_sent"]
+        s["bytes_received"] = s["ctrl_bytes_received"] + s["data_bytes_received"]
+        return s
+
+    @property
+    def connected(self) -> bool:
+        return self._ftp is not None and not self._dead
+
+    def connect(self) -> None:
+        """Open the control connection and log in. Raises FtpConnectError with the reply."""
+        if self.connected:
+            return
+        self._drop()
+        st = self.settings
+        where = f"{st.host}:{st.port}"
+        ftp: ftplib.FTP | None = None
+        try:
+            if st.tls:
+                ftp = _TlsSession(context=self._tls_context(), encoding="utf-8",
+                                  timeout=st.timeout)
+            else:
+                ftp = _PlainSession(encoding="utf-8", timeout=st.timeout)
+            ftp.stats = self._stats
+            self._stats["connects"] += 1
+            ftp.connect(st.host, st.port, timeout=st.timeout)
+            ftp.login(st.login, st.password)  # FTP_TLS.login sends AUTH TLS first
+            if st.tls:
+                ftp.prot_p()
+            ftp.set_pasv(st.passive)
+            host = ftputil.FTPHost(session_factory=_single_use_factory(ftp))
+            host.set_time_shift(0.0)  # LIST times are taken as UTC, like MLSD's
+        except (ftplib.all_errors + (ftputil.error.FTPError, ssl.SSLError)) as err:
+            if ftp is not None:
+                ftp.close()
+            reply = _reply_of(err)
+            if reply is None and isinstance(err, ftputil.error.FTPError):
+                reply = str(getattr(err, "strerror", "") or "").strip() or None
+            raise FtpConnectError(f"FTP connection to {where} failed: {_describe(err)}",
+                                  reply=reply) from err
+        self._ftp, self._host, self._dead = ftp, host, False
+
+    def close(self) -> None:
+        """Say QUIT (briefly) and close. Safe to call twice."""
+        ftp = self._ftp
+        if ftp is not None and not self._dead:
+            try:
+                if ftp.sock is not None:
+                    ftp.sock.settimeout(min(self.settings.timeout, 5.0))
+                ftp.quit()
+            except (ftplib.all_errors + (ssl.SSLError,)):
+                pass
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._host is not None:
+            try:
+                self._host.close()
+            except Exception:  # noqa: BLE001 - closing a broken session must not raise
+                pass
+        if self._ftp is not None:
+            self._ftp.close()
+        self._ftp = self._host = None
+        self._dead = False
+
+    def _tls_context(self) -> ssl.SSLContext:
+        st = self.settings
+        ctx = ssl.create_default_context()
+        if st.tls_cafile:
+            ctx.load_verify_locations(cafile=st.tls_cafile)
+        if not st.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _ensure(self) -> ftplib.FTP:
+        """The live ftplib session; reconnects if the previous one died."""
+        if not self.connected:
+            self.connect()
+        return self._ftp
+
+    def _failed(self, err: BaseException) -> None:
+        """After an error: if the control connection cannot be trusted any more, forget it."""
+        if isinstance(err, ftputil.error.FTPError):
+            # ftputil's FTPOSError is an OSError even for a plain "550" reply.
+            dead = not isinstance(err, (ftputil.error.PermanentError,
+                                        ftputil.error.TemporaryError)) or err.errno == 421
+        else:
+            dead = isinstance(err, (OSError, EOFError, ftplib.error_reply,
+                                    ftplib.error_proto)) or _code(err) == "421"
+        if dead:
+            self._dead = True
+
+    # ------------------------------------------------------------- directories
+    def check_dir(self, kind: str) -> str:
+        """The remote directory of ``kind``; FtpDirectoryMissing if the server has no such dir."""
+        path = self.settings.dir(kind)
+        if kind in self._checked_dirs:
+            return path
+        self._op(f"check {path}", self._check_dir, kind, path)
+        self._checked_dirs[kind] = path
+        return path
+
+    def _check_dir(self, kind: str, path: str) -> None:
+        ftp = self._ensure()
+        if self._has_mlst is not False:
+            try:
+                facts = self._mlst(path)
+            except _NotSupported:
+                pass
+            else:
+                if facts is None:
+                    raise FtpDirectoryMissing(kind, path, self._last_missing_reply)
+                kind_fact = facts.get("type", "").lower()
+                if kind_fact in ("dir", "cdir"):
+                    return
+                if kind_fact:
+                    raise FtpDirectoryMissing(kind, path, f"{path} is not a directory")
+                # no type fact: ask with CWD below
+        try:
+            ftp.cwd(path)
+        except ftplib.error_perm as err:
+            raise FtpDirectoryMissing(kind, path, _reply_of(err)) from err
+        ftp.cwd(self._host.getcwd())  # back where ftputil believes the session is
+
+    # ----------------------------------------------------------------- listing
+    def listdir(self, kind: str) -> list[RemoteFile]:
+        """The regular files in ``kind``'s directory, sorted by name."""
+        path = self.check_dir(kind)
+        return self._op(f"list {path}", self._listdir, path)
+
+    def _listdir(self, path: str) -> list[RemoteFile]:
+        ftp = self._ensure()
+        files: list[RemoteFile] = []
+        if self._has_mlst is not False:
+            try:
+                for name, facts in ftp.mlsd(path):
+                    name = name.rsplit("/", 1)[-1]  # a few servers give full paths
+                    if facts.get("type", "").lower() == "file" and name:
+                        files.append(RemoteFile(name, int(facts.get("size", -1)),
+                                                _parse_mlst_time(facts.get("modify"))))
+                return sorted(files)
+            except ftplib.error_perm as err:
+                if _code(err) not in ("500", "502", "504"):
+                    raise
+                self._has_mlst = False
+        host = self._host
+        host.stat_cache.clear()
+        for name in host.listdir(path):
+            st = host.lstat(host.path.join(path, name))
+            if _is_regular(st.st_mode):
+                files.append(RemoteFile(name, int(st.st_size), st.st_mtime))
+        return sorted(files)
+
+    def stat(self, kind: str, name: str) -> tuple[int, float | None] | None:
+        """(size, mtime) of a regular file, None if there is no such file."""
+        path = _join(self.check_dir(kind), name)
+        return self._op(f"stat {path}", self._file_facts, path)
+
+    def _file_facts(self, path: str) -> tuple[int, float | None] | None:
+        self._ensure()
+        if self._has_mlst is not False:
+            try:
+                facts = self._mlst(path)
+            except _NotSupported:
+                pass
+            else:
+                if facts is None:
+                    return None
+                if "type" in facts and "size" in facts:
+                    if facts["type"].lower() != "file":
+                        return None
+                    return int(facts["size"]), _parse_mlst_time(facts.get("modify"))
+                # facts we cannot use: ask LIST below
+        host = self._host
+        host.stat_cache.clear()
+        try:
+            st = host.lstat(path)
+        except ftputil.error.PermanentError:
+            return None
+        if not _is_regular(st.st_mode):
+            return None
+        return int(st.st_size), st.st_mtime
+
+    _last_missing_reply: str | None = None
+
+    def _mlst(self, path: str) -> dict[str, str] | None:
+        """MLST facts of one path (lower-case keys); None if the server says it is not there."""
+        try:
+            resp = self._ftp.sendcmd("MLST " + path)
+        except ftplib.error_perm as err:
+            if _code(err) in ("500", "502", "504"):
+                self._has_mlst = False
+                raise _NotSupported from err
+            self._last_missing_reply = _reply_of(err)
+            return None
+        self._has_mlst = True
+        # RFC 3659: "250-..." then " fact=value;...; /path" then "250 End". Be lenient about
+        # the leading space; a reply without a type fact is "unknown" and callers fall back.
+        for line in resp.splitlines():
+            text = line.strip()
+            if _STATUS_LINE.match(text) or "=" not in text:
+                continue
+            facts = {}
+            for fact in text.split(" ", 1)[0].split(";"):
+                key, sep, value = fact.partition("=")
+                if sep:
+                    facts[key.strip().lower()] = value
+            return facts
+        return {}
+
+    def _remote_size(self, path: str) -> int | None:
+        """Size the server reports for ``path`` (SIZE, else MLST/LIST); None if missing."""
+        ftp = self._ftp
+        if self._has_size is not False:
+            ftp.voidcmd("TYPE I")  # some servers refuse SIZE in ASCII mode
+            try:
+                size = ftp.size(path)
+            except ftplib.error_perm as err:
+                if _code(err) not in ("500", "502", "504"):
+                    return None
+                self._has_size = False
+            else:
+                if size is not None:
+                    self._has_size = True
+                    return size
+        facts = self._file_facts(path)
+        return None if facts is None else facts[0]
+
+    # ------------------------------------------------------------------ upload
+    def upload(self, kind: str, local_path: str | os.PathLike, remote_name: str | None = None,
+               tries: int = 3, on_retry: RetryCallback | None = None) -> int:
+        """Deposit a local file in ``kind``'s directory, safely; returns its size.
+
+        Each try: remove a stale ``name.tmp``, STOR ``name.tmp``, check its size on the server,
+        rename it to ``name``, check the size of ``name``. A failed try calls
+        ``on_retry(attempt, tries, error)`` (for "Erreur de transfert FTP : 1 sur 3"); the next
+        try reconnects first if the control connection died. After ``tries`` failures:
+        FtpTransferError. Out of space: FtpNoSpace at once (not retried). The local file is
+        never modified.
+        """
+        local_path = Path(local_path)
+        name = remote_name or local_path.name
+        size = local_path.stat().st_size  # FileNotFoundError: the caller's problem, not FTP's
+        tries = max(1, tries)
+        last: BaseException | None = None
+        for attempt in range(1, tries + 1):
+            try:
+                directory = self.check_dir(kind)  # may reconnect; FtpConnectError stops here
+                self._upload_once(local_path, _join(directory, name), size)
+                self._stats["uploads"] += 1
+                return size
+            except FtpNoSpace:
+                raise
+            except FtpTransferError as err:   # from check_dir on a broken link
+                last = err.error or err
+            except (_SizeMismatch,) + ftplib.all_errors as err:
+                self._failed(err)
+                last = err
+            self._stats["failed_tries"] += 1
+            if on_retry is not None:
+                on_retry(attempt, tries, last)
+        raise FtpTransferError(
+            f"upload of {name} to {self.settings.dir(kind)} failed after {tries} tries: "
+            f"{_describe(last)}", name=name, attempts=tries, error=last) from last
+
+    def _upload_once(self, local_path: Path, remote: str, size: int) -> None:
+        ftp = self._ensure()
+        tmp = remote + TMP_SUFFIX
+        self._delete_quiet(tmp)
+        try:
+            self._stor(local_path, tmp, size)
+        except ftplib.Error as err:
+            if _is_no_space(err):
+                self._delete_quiet(tmp)
+                raise FtpNoSpace(f"no space on the FTP server for {remote}: {err}",
+                                 reply=_reply_of(err)) from err
+            raise
+        got = self._remote_size(tmp)
+        if got != size:
+            self._delete_quiet(tmp)
+            raise _SizeMismatch(f"{tmp}: server has {got} bytes, sent {size}")
+        try:
+            self._rename(tmp, remote)
+        except ftplib.error_perm:
+            # Some servers refuse to rename over an existing file (left by an earlier try
+            # whose end we did not see): remove that one and rename once more.
+            if self._remote_size(remote) is None:
+                raise
+            self._delete_quiet(remote)
+            self._rename(tmp, remote)
+        if self._host is not None:
+            self._host.stat_cache.clear()
+        got = self._remote_size(remote)
+        if got != size:
+            raise _SizeMismatch(f"{remote}: server has {got} bytes after the rename, sent {size}")
+
+    def _stor(self, local_path: Path, remote: str, size: int) -> None:
+        # Why not ftputil's FTPHost.upload(): ftputil 5.2's FTPFile.close() waits only
+        # _close_timeout = 5 s for the server's final reply and silently ignores "timed out".
+        # On a slow link the tail of the file is still in the socket buffers then, the session
+        # is torn down and the server keeps a truncated file while upload() reports success.
+        # We STOR with ftplib and wait for the final reply for the normal timeout plus the time
+        # the whole file could take at MIN_LINK_RATE (the size checks then catch anything else).
+        ftp = self._ftp
+        ftp.voidcmd("TYPE I")
+        with open(local_path, "rb") as fh:
+            conn = ftp.transfercmd("STOR " + remote)
+            data_error = None
+            try:
+                while chunk := fh.read(BLOCK):
+                    conn.sendall(chunk)
+                    self._stats["data_bytes_sent"] += len(chunk)
+                if isinstance(conn, ssl.SSLSocket):
+                    conn.unwrap()
+            except OSError as err:
+                data_error = err
+            finally:
+                conn.close()
+        self._finish_transfer(data_error, self.settings.timeout + size / MIN_LINK_RATE)
+
+    def _finish_transfer(self, data_error: BaseException | None, wait: float) -> None:
+        """Read the transfer's final reply; after a broken data connection, read it briefly
+        (it says why, e.g. "452 ... No space left") and keep the control channel in step."""
+        ftp = self._ftp
+        if data_error is not None:
+            wait = min(wait, BROKEN_DATA_REPLY_WAIT)
+        ftp.sock.settimeout(wait)
+        try:
+            ftp.voidresp()
+        except ftplib.Error:
+            raise  # the reply explains the failure better than the socket error
+        except (OSError, EOFError):
+            self._dead = True
+            if data_error is not None:
+                raise data_error from None
+            raise
+        finally:
+            if ftp.sock is not None:
+                ftp.sock.settimeout(self.settings.timeout)
+        if data_error is not None:
+            raise data_error
+
+    def _rename(self, src: str, dst: str) -> None:
+        resp = self._ftp.sendcmd("RNFR " + src)
+        if not resp.startswith("3"):
+            raise ftplib.error_reply(resp)
+        self._ftp.voidcmd("RNTO " + dst)
+
+    def _delete_quiet(self, path: str) -> None:
+        try:
+            self._ftp.delete(path)
+        except ftplib.error_perm:
+            pass
+
+    # ---------------------------------------------------------------- download
+    def download(self, kind: str, remote_name: str, local_path: str | os.PathLike,
+                 tries: int = 3, on_retry: RetryCallback | None = None
+                 ) -> tuple[int, float | None]:
+        """Fetch a file to ``local_path`` atomically; returns the server's (size, mtime).
+
+        The data goes to a temp file beside ``local_path``; its size must equal the size the
+        server announced; it is fsynced and renamed over ``local_path`` (and the directory
+        fsynced). FtpFileMissing if the file is not on the server; FtpTransferError after
+        ``tries`` failed tries (``on_retry`` as for upload). ``local_path`` is untouched on failure.
+        """
+        local_path = Path(local_path)
+        tries = max(1, tries)
+        last: BaseException | None = None
+        for attempt in range(1, tries + 1):
+            try:
+                path = _join(self.check_dir(kind), remote_name)
+                self._ensure()
+                facts = self._file_facts(path)
+                if facts is None:
+                    raise FtpFileMissing(kind, path, self._last_missing_reply)
+                self._retr(path, local_path, facts[0])
+                self._stats["downloads"] += 1
+                return facts
+            except FtpTransferError as err:
+                last = err.error or err
+            except (_SizeMismatch,) + ftplib.all_errors as err:
+                self._failed(err)
+                last = err
+            self._stats["failed_tries"] += 1
+            if on_retry is not None:
+                on_retry(attempt, tries, last)
+        raise FtpTransferError(
+            f"download of {remote_name} from {self.settings.dir(kind)} failed after {tries} "
+            f"tries: {_describe(last)}", name=remote_name, attempts=tries, error=last) from last
+
+    def _retr(self, remote: str, local_path: Path, expected: int) -> None:
+        ftp = self._ftp
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=local_path.parent, prefix=f".{local_path.name}.",
+                                        suffix=".part")
+        try:
+            received = 0
+            with os.fdopen(fd, "wb") as out:
+                ftp.voidcmd("TYPE I")
+                conn = ftp.transfercmd("RETR " + remote)
+                data_error = None
+                try:
+                    while data := conn.recv(BLOCK):
+                        out.write(data)
+                        received += len(data)
+                        self._stats["data_bytes_received"] += len(data)
+                    if isinstance(conn, ssl.SSLSocket):
+                        conn.unwrap()
+                except OSError as err:
+                    data_error = err
+                finally:
+                    conn.close()
+                self._finish_transfer(data_error, self.settings.timeout)
+                out.flush()
+                os.fsync(out.fileno())
+            if expected >= 0 and received != expected:
+                raise _SizeMismatch(f"{remote}: received {received} bytes, server announced "
+                                    f"{expected}")
+            os.replace(tmp_name, local_path)
+            tmp_name = None
+            _fsync_dir(local_path.parent)
+        finally:
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except FileNotFoundError:
+                    pass
+
+    # ------------------------------------------------------------ delete/rename
+    def delete(self, kind: str, name: str, missing_ok: bool = False) -> bool:
+        """Remove a remote file. False if it was not there and ``missing_ok``; else
+        FtpFileMissing. A refusal (e.g. no delete right) is FtpTransferError."""
+        path = _join(self.check_dir(kind), name)
+
+        def dele():
+            ftp = self._ensure()
+            try:
+                ftp.delete(path)
+            except ftplib.error_perm as err:
+                if self._file_facts(path) is None:
+                    if missing_ok:
+                        return False
+                    raise FtpFileMissing(kind, path, _reply_of(err)) from err
+                raise
+            finally:
+                if self._host is not None:
+                    self._host.stat_cache.clear()
+            return True
+
+        return self._op(f"delete {path}", dele)
+
+    def rename(self, kind: str, old: str, new: str) -> None:
+        """Rename a file inside ``kind``'s directory (over ``new`` if the server allows)."""
+        directory = self.check_dir(kind)
+        src, dst = _join(directory, old), _join(directory, new)
+
+        def ren():
+            ftp = self._ensure()
+            try:
+                ftp.rename(src, dst)
+            except ftplib.error_perm as err:
+                if _code(err) == "550" and self._file_facts(src) is None:
+                    raise FtpFileMissing(kind, src, _reply_of(err)) from err
+                raise
+            finally:
+                if self._host is not None:
+                    self._host.stat_cache.clear()
+
+        self._op(f"rename {src} to {dst}", ren)
+
+    # ---------------------------------------------------------------- plumbing
+    def _op(self, what: str, fn, *args):
+        """Run one non-retried operation; map low-level errors to FtpTransferError."""
+        try:
+            return fn(*args)
+        except FtpError:
+            raise
+        except (ftplib.all_errors + (ftputil.error.FTPError,)) as err:
+            self._failed(err)
+            raise FtpTransferError(f"FTP {what} failed: {_describe(err)}", error=err) from err
+
+
+class _NotSupported(Exception):
+    pass
+
+
+def _single_use_factory(session: ftplib.FTP):
+    """ftputil session factory handing out our already logged-in session (once).
+
+    ftputil would open extra "child" sessions only for its file objects (FTPHost.open,
+    upload, download), which this module does not use.
+    """
+    handed = []
+
+    def factory(*_args, **_kwargs):
+        if handed:
+            raise ftputil.error.FTPOSError("FtpSession does not open extra FTP sessions")
+        handed.append(session)
+        return session
+
+    return factory
+
+
+def _is_regular(mode: int | None) -> bool:
+    return mode is None or stat_mod.S_ISREG(mode)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,79 @@
+"""Test helpers for running gateway services against a real broker and real pty meters."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from bus import endpoints as eps
+from bus.client import Subscriber
+from bus.testing import REPO, child_env, start_broker, stop_process, wait_for
+from ticgw.config import ConfigStore
+
+
+class Events:
+    """Collects bus events in a background thread (its own socket)."""
+
+    def __init__(self, run_dir: Path, prefixes=("",)):
+        self.ctx = zmq.Context()
+        self.sub = Subscriber(self.ctx, eps.resolve(run_dir).xpub, prefixes)
+        self.items: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="events")
+        self._thread.start()
+
+    def _run(self):
+        while not self._halt.is_set():
+            got = self.sub.recv(timeout=0.05)
+            if got is not None:
+                with self._lock:
+                    self.items.append(got)
+
+    def of(self, prefix: str) -> list[dict]:
+        with self._lock:
+            return [env for topic, env in self.items if topic.startswith(prefix)]
+
+    def topics(self) -> set[str]:
+        with self._lock:
+            return {t for t, _ in self.items}
+
+    def wait(self, prefix: str, timeout: float = 30.0, where=lambda env: True) -> dict:
+        return wait_for(lambda: next((e for e in self.of(prefix) if where(e)), None), timeout,
+                        interval=0.02, message="no %s event within %.0f s" % (prefix, timeout))
+
+    def close(self):
+        self._halt.set()
+        self._thread.join(2)
+        self.sub.close()
+        self.ctx.term()
+
+
+def configure(data_dir: Path, ports: dict[int, str], **keys) -> ConfigStore:
+    store = ConfigStore(data_dir)
+    store.ensure_files()
+    changes = {"TIC_Port[%d]" % n: url for n, url in ports.items()}
+    changes.update({k: str(v) for k, v in keys.items()})
+    store.update(changes)
+    return store
+
+
+def start_service(name: str, run_dir: Path, data_dir: Path, **env) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-m", "services.%s" % name],
+                         env=child_env(run_dir, TICGW_DATA=data_dir, **env), cwd=str(REPO),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p.output = []
+
+    def drain():
+        for line in p.stdout:
+            p.output.append(line.decode("utf-8", "replace").rstrip())
+
+    threading.Thread(target=drain, daemon=True).start()
+    return p
+
+
+__all__ = ["Events", "configure", "start_service", "start_broker", "stop_process", "wait_for"]

@@ -1,0 +1,287 @@
+"""`ticgw bus ...`: watch and poke the bus (DESIGN.md sections 3 and 11).
+
+- ``tap [TOPIC...] [--json]``: one readable line per event (or one JSON object per line);
+- ``call SERVICE METHOD [key=value...]``: a command; prints its result as JSON, exit 1 on error;
+- ``stats [--seconds N]``: events per topic, rates, and gaps seen by sequence number;
+- ``record FILE [--seconds N]``: raw envelopes to FILE (a msgpack stream of [time, topic, bytes]);
+- ``replay FILE [--speed X]``: publish a recording again with its original timing.
+
+The run dir comes from ``--run`` or ``$TICGW_RUN`` (default ``var/run``).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import time
+
+import msgpack
+import zmq
+
+from bus import endpoints as eps
+from bus import envelope, messages
+from bus.client import CommandClient, Publisher, Subscriber
+from bus.errors import BadMessage, BusError, ProtocolMismatch
+
+#: Seconds a fresh publisher waits for the broker to forward subscriptions (replay only:
+#: PUB drops what it sends before they arrive).
+SETTLE = 0.5
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bus", help="watch and poke the bus (tap, call, stats, record, "
+                                          "replay)")
+    p.add_argument("--run", help="run dir (default $TICGW_RUN or var/run)")
+    sub = p.add_subparsers(dest="bus_action", metavar="ACTION")
+    sub.required = True
+
+    s = sub.add_parser("tap", help="print events as they pass")
+    s.add_argument("topics", nargs="*", metavar="TOPIC", help="topic prefixes (default: all)")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s.add_argument("--count", type=int, help="stop after this many events")
+    s.add_argument("--seconds", type=float, help="stop after this many seconds")
+    s.set_defaults(func=cmd_tap)
+
+    s = sub.add_parser("call", help="call a service's command")
+    s.add_argument("service", metavar="SERVICE")
+    s.add_argument("method", metavar="METHOD")
+    s.add_argument("params", nargs="*", metavar="key=value",
+                   help="parameters; values that look like numbers, true/false/null or JSON "
+                        "are parsed")
+    s.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    s.set_defaults(func=cmd_call)
+
+    s = sub.add_parser("stats", help="event rates and gaps per topic")
+    s.add_argument("topics", nargs="*", metavar="TOPIC", help="topic prefixes (default: all)")
+    s.add_argument("--seconds", type=float, default=10.0, help="listen this long (default 10)")
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("record", help="record raw events to a file")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("topics", nargs="*", metavar="TOPIC", help="topic prefixes (default: all)")
+    s.add_argument("--seconds", type=float, help="stop after this many seconds")
+    s.add_argument("--count", type=int, help="stop after this many events")
+    s.set_defaults(func=cmd_record)
+
+    s = sub.add_parser("replay", help="publish a recording again")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--speed", type=float, default=1.0, help="time factor (2: twice as fast; "
+                                                            "0: as fast as possible)")
+    s.set_defaults(func=cmd_replay)
+
+
+def _endpoints(args) -> eps.Endpoints:
+    return eps.resolve(args.run)
+
+
+def _deadline(seconds):
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _left(deadline, step: float = 0.5) -> float | None:
+    """Seconds to wait for the next event; None when the deadline has passed."""
+    if deadline is None:
+        return step
+    left = deadline - time.monotonic()
+    return None if left <= 0 else min(step, left)
+
+
+def _json_default(value):
+    if isinstance(value, bytes):
+        return value.hex()
+    return repr(value)
+
+
+# --- tap ------------------------------------------------------------------------------------
+
+def cmd_tap(args) -> int:
+    e = _endpoints(args)
+    ctx = zmq.Context()
+    sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
+    deadline = _deadline(args.seconds)
+    n = 0
+    try:
+        while args.count is None or n < args.count:
+            wait = _left(deadline)
+            if wait is None:
+                break
+            got = sub.recv(timeout=wait)
+            if got is None:
+                continue
+            topic, env = got
+            n += 1
+            if args.json:
+                line = json.dumps(env, ensure_ascii=False, default=_json_default)
+            else:
+                line = messages.describe(env)
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+        ctx.destroy(linger=0)
+    return 0
+
+
+# --- call -----------------------------------------------------------------------------------
+
+def parse_value(text: str):
+    """``12`` -> 12, ``1.5`` -> 1.5, ``true``/``false``/``null``, JSON lists/maps/strings;
+    anything else stays text."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if text[:1] in ("[", "{", '"'):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_params(items) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError("parameter %r is not key=value" % item)
+        params[key] = parse_value(value)
+    return params
+
+
+def cmd_call(args) -> int:
+    try:
+        params = parse_params(args.params)
+    except ValueError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    e = _endpoints(args)
+    ctx = zmq.Context()
+    client = CommandClient(ctx, e, "cli")
+    try:
+        result = client.request(args.service, args.method, params, timeout=args.timeout)
+    except BusError as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+        ctx.destroy(linger=0)
+    print(json.dumps(result, ensure_ascii=False, indent=2, default=_json_default))
+    return 0
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+def cmd_stats(args) -> int:
+    e = _endpoints(args)
+    ctx = zmq.Context()
+    sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
+    counts: collections.Counter = collections.Counter()
+    sources: dict = {}
+    t0 = time.monotonic()
+    deadline = _deadline(args.seconds)
+    try:
+        while True:
+            wait = _left(deadline)
+            if wait is None:
+                break
+            got = sub.recv(timeout=wait)
+            if got is not None:
+                counts[got[0]] += 1
+                sources[got[0]] = got[1].get("src")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        elapsed = max(time.monotonic() - t0, 1e-9)
+        sub.close()
+        ctx.destroy(linger=0)
+    print("%-28s %-12s %8s %8s %6s" % ("topic", "source", "events", "per s", "gaps"))
+    for topic in sorted(counts):
+        print("%-28s %-12s %8d %8.2f %6d" % (topic, sources.get(topic) or "?", counts[topic],
+                                             counts[topic] / elapsed,
+                                             sub.gaps_by_topic.get(topic, 0)))
+    print("%d events in %.1f s; %d missed (by sequence number), %d rejected"
+          % (sum(counts.values()), elapsed, sum(sub.gaps.values()), sub.rejected))
+    return 0
+
+
+# --- record / replay -----------------------------------------------------------------------------
+
+def cmd_record(args) -> int:
+    e = _endpoints(args)
+    ctx = zmq.Context()
+    sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
+    deadline = _deadline(args.seconds)
+    n = 0
+    try:
+        with open(args.file, "wb") as f:
+            try:
+                while args.count is None or n < args.count:
+                    wait = _left(deadline)
+                    if wait is None:
+                        break
+                    if not sub.sock.poll(int(wait * 1000) + 1):
+                        continue
+                    got = sub.recv_raw_nowait()
+                    if got is None:
+                        continue
+                    f.write(msgpack.packb([time.time(), got[0], got[1]], use_bin_type=True))
+                    f.flush()
+                    n += 1
+            except KeyboardInterrupt:
+                pass
+    finally:
+        sub.close()
+        ctx.destroy(linger=0)
+    print("recorded %d events to %s" % (n, args.file), file=sys.stderr)
+    return 0
+
+
+def read_recording(path):
+    """Yield ``(time, topic, raw envelope)`` from a recording."""
+    with open(path, "rb") as f:
+        u = msgpack.Unpacker(f, raw=False, max_buffer_size=envelope.MAX_MESSAGE * 2)
+        for item in u:
+            t, topic, raw = item
+            yield float(t), str(topic), bytes(raw)
+
+
+def cmd_replay(args) -> int:
+    e = _endpoints(args)
+    ctx = zmq.Context()
+    pub = Publisher(ctx, e.xsub, "replay", e.keys_for(e.xsub))
+    n = skipped = 0
+    try:
+        time.sleep(SETTLE)       # pacing, not synchronisation: let subscriptions reach the PUB
+        start = first = None
+        for t, topic, raw in read_recording(args.file):
+            try:
+                envelope.unpack(raw)
+            except (BadMessage, ProtocolMismatch) as err:
+                skipped += 1
+                print("skipping %s: %s" % (topic, err), file=sys.stderr)
+                continue
+            if first is None:
+                start, first = time.monotonic(), t
+            elif args.speed > 0:
+                due = start + (t - first) / args.speed
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            pub.send_raw(topic, raw)
+            n += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pub.close()
+        ctx.term()
+    print("replayed %d events (%d skipped, %d dropped)" % (n, skipped, pub.dropped),
+          file=sys.stderr)
+    return 0
