@@ -76,6 +76,8 @@ class Loop:
     # --- timers ----------------------------------------------------------------------------------
 
     def call_later(self, delay: float, fn, *args) -> Timer:
+        if not callable(fn):
+            raise TypeError("call_later() needs a callable, got %r" % (fn,))
         t = Timer(self.clock() + max(0.0, delay), fn, args)
         heapq.heappush(self._timers, (t.deadline, next(self._count), t))
         return t
@@ -97,6 +99,8 @@ class Loop:
 
     def post(self, fn, *args) -> None:
         """Run ``fn(*args)`` on the loop soon. Safe from any thread and from signal handlers."""
+        if not callable(fn):
+            raise TypeError("post() needs a callable, got %r" % (fn,))
         self._posted.append((fn, args))
         self._wake()
 

@@ -131,6 +131,8 @@ for _c in (
             {"connected": "true when up", "state": "modem state"}),
     Command("modem", "disconnect", "bring the data link down", {"reason": "who asks"},
             {"connected": "false", "state": "modem state"}),
+    Command("uplink", "journal", "the last rows of the Connexion table", {"n": "how many"},
+            {"rows": "[date, hour GMT, message] per row"}),
     Command("uplink", "connect", "start a connection (Connexion task)",
             {"reason": "button, install, schedule, alarm, command"},
             {"started": "true"}),

@@ -371,6 +371,11 @@ class FrameDecoder:
         del buf[:pos]
         return out
 
+    @property
+    def in_frame(self) -> bool:
+        """Inside a frame (STX seen, no end yet)."""
+        return self._in_frame
+
     def flush(self) -> list[Frame]:
         """End of input: report a frame left open as truncated."""
         if self._in_frame:

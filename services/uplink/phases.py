@@ -34,8 +34,8 @@ class Connection:
                  ftp_factory=None, check_config: bool = True, mac: str = ""):
         self.settings = settings
         self.store = store
-        self.data = Path(data_dir)
-        self.outbox = self.data / "outbox"
+        self.data_dir = Path(data_dir)
+        self.outbox = self.data_dir / "outbox"
         self.journal = journal
         self.clock = clock
         self.bus_call = bus_call
@@ -251,7 +251,7 @@ class Connection:
             self.journal("Pas de changement de fichiers de configuration.")
             return "done"
         ftp = self._ftp()
-        marks = sync.Marks(self.data / "state")
+        marks = sync.Marks(self.data_dir / "state")
         changed = failed = False
         try:
             remote = {n: sync.Remote(s, m) for n, s, m in ftp.listdir("CONFIG")}
@@ -330,8 +330,8 @@ class Connection:
             self.journal("Pas de changement de fichiers de définition.")
             return "done"
         ftp = self._ftp()
-        def_dir = self.data / "def"
-        marks = sync.Marks(self.data / "state")
+        def_dir = self.data_dir / "def"
+        marks = sync.Marks(self.data_dir / "state")
         try:
             remote = {n: sync.Remote(s, m) for n, s, m in ftp.listdir("DEF")}
         except FtpError as e:
@@ -399,7 +399,7 @@ class Connection:
         if self.effects.debug_log:
             name = "%s_%s_debug.log.gz" % (self.site, name_stamp(self.clock.now()))
             path = self.outbox / "LOG" / name
-            write_atomic(path, gzip.compress(_debug_snapshot(self.data), mtime=0))
+            write_atomic(path, gzip.compress(_debug_snapshot(self.data_dir), mtime=0))
             if not self._deposit("LOG", path, "Dépôt du fichier de debug %s",
                                  "Erreur de dépôt du fichier de debug %s"):
                 outcome = "failed"
@@ -410,10 +410,10 @@ class Connection:
         if not name:
             return "done"
         self.journal("Gestion du firmware...")
-        state = self.data / "state" / "firmware_verified"
+        state = self.data_dir / "state" / "firmware_verified"
         if state.exists() and state.read_text().strip() == checksum:
             return "done"  # already fetched and verified
-        dest = self.data / "firmware" / name
+        dest = self.data_dir / "firmware" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._ftp().download("BIN", name, dest)

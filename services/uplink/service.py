@@ -49,10 +49,11 @@ class UplinkService(Service):
         self.journal = Journal(self.data_dir / "state", clock=self.clock.now,
                                on_entry=self._journal_entry)
         self.conn_model = _Model()
-        self.machine("connection", self.conn_model)
+        # transitions binds on_enter_<state> when the machine is built: set them first.
         for phase in PHASES:
             setattr(self.conn_model, "on_enter_" + phase, self._phase_entered)
         self.conn_model.on_enter_closing = self._closing_entered
+        self.machine("connection", self.conn_model)
         self.current: Connection | None = None
         self.lock = None
         self.last = None                # {"start", "end", "reason", "outcome", stats...}
@@ -185,9 +186,9 @@ class UplinkService(Service):
         statecharts.fire(self.conn_model, trigger)
 
     def _closing_entered(self, event) -> None:
-        self.run_in_thread(self.current.closing, on_done=self._closed, name="uplink-closing")
+        self.run_in_thread(self.current.closing, on_done=self._connection_over, name="uplink-closing")
 
-    def _closed(self, outcome) -> None:
+    def _connection_over(self, outcome) -> None:
         conn = self.current
         if isinstance(outcome, Exception):
             log.error("closing: %r", outcome)
@@ -238,7 +239,8 @@ class UplinkService(Service):
 
     def _journal_entry(self, entry: dict) -> None:
         """Called from the phase's worker thread: publish on the loop."""
-        self.loop.post(self.publish, "journal", time=entry["time"], message=entry["message"])
+        self.loop.post(lambda: self.publish("journal", time=entry["time"],
+                                            message=entry["message"]))
 
     def _worker_call(self, service: str, method: str, timeout: float = 5.0, **params):
         """A blocking bus call from a phase's worker thread (its own sockets: zmq sockets are

@@ -119,9 +119,9 @@ DECLARED: tuple[Key, ...] = (
     _k("FTP_EuroDateFormat", _C, t.Bool(), 1,
        "Date-time in data, alarm and acknowledgement files: 1 gives DD/MM/YY-hh:mm:ss, "
        "0 gives YY/MM/DD-hh:mm:ss (UTC either way)", "FTP directories"),
-    _k("NTP_Server1", _C, t.Host(), "pool.ntp.org", "Main NTP server, asked at each connection",
+    _k("NTP_Server1", _C, t.HostPort(), "pool.ntp.org", "Main NTP server, asked at each connection",
        "Time"),
-    _k("NTP_Server2", _C, t.Host(), "", "Backup NTP server, asked when the main one fails",
+    _k("NTP_Server2", _C, t.HostPort(), "", "Backup NTP server, asked when the main one fails",
        "Time"),
     _k("WebService_Enable", _C, t.Bool(), 0,
        "1: call the HTTP Web Services (site identifier, confirmations)", "Web Services"),

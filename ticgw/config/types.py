@@ -167,6 +167,21 @@ class Host(ValueType):
         return text
 
 
+class HostPort(Host):
+    """A host, optionally with `:port` (an NTP server on a non-standard port: demos, tests)."""
+
+    doc = "host name or IP address, optionally :port"
+
+    def check(self, text: str):
+        host, sep, port = text.rpartition(":")
+        if sep and port.isdigit() and "]" not in port and host and ":" not in host:
+            if not 1 <= int(port) <= 65535:
+                raise BadValue("%s: port must be 1..65535" % _show(text))
+            super().check(host)
+            return text
+        return super().check(text)
+
+
 class Url(ValueType):
     doc = "http:// or https:// URL"
 

@@ -1,0 +1,208 @@
+"""Run the acquisition service on any number of inputs, and what the benchmarks share.
+
+    TICGW_DATA=... TICGW_RUN=... python -m bench.acq_runner MANIFEST [--profile FILE]
+
+The configuration declares ``N_INPUTS`` (3) inputs; to measure 100, this runner loads the
+settings as ``python -m services.acquisition`` does, then replaces their inputs with one
+``TicInput`` per row of ``MANIFEST`` (``farm.json`` written by ``bench.meter_farm``: index, link,
+mode, baud; speed and mode fixed, so no probing) and runs the same ``AcquisitionService``.
+``--profile FILE``: profile the service's loop thread and every reader thread with cProfile and
+dump the merged statistics to FILE at exit (analysis only: profiling slows the process down).
+
+The helpers below (processes with drained output, /proc readings, the machine's description)
+are used by ``bench.latency``, ``bench.inputs`` and ``bench.memory``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from bus.testing import REPO, child_env, stop_process
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- /proc -----------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc/<pid>/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK     # utime, stime (fields 14, 15)
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A ``kB`` line of /proc/<pid>/status (VmRSS, VmHWM...)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def threads_of(pid: int) -> int:
+    return status_kb(pid, "Threads")
+
+
+def machine() -> list[str]:
+    """What the README should quote with the figures."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), "")
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return ["machine: %d cores%s, Linux %s; Python %s; load average %.2f %.2f %.2f at start"
+            % (os.cpu_count() or 0, " (%s)" % model if model else "", platform.release(),
+               platform.python_version(), *load)]
+
+
+# --- processes -------------------------------------------------------------------------------
+
+class Processes:
+    """A temp dir and the child processes of one benchmark run; ``close()`` (or leaving the
+    ``with`` block, even on an error) stops them all, in reverse order, and removes the dirs."""
+
+    def __init__(self, prefix: str = "ticgw-bench-"):
+        self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        self.dirs = [self.tmp]
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Processes":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(show_output=exc[0] is not None)
+
+    def start(self, name: str, argv: list[str], env: dict | None = None, ready: str | None = None,
+              timeout: float = 15.0, stdin: bool = False) -> subprocess.Popen:
+        """Start ``argv`` (``python`` is this interpreter); its output lines go to ``p.output``.
+        With ``ready``, wait until a line contains it (RuntimeError after ``timeout``)."""
+        if argv[0] == "python":
+            argv = [sys.executable, *argv[1:]]
+        p = subprocess.Popen(argv, env=env or child_env(self.tmp), cwd=str(REPO),
+                             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        p.name = name
+        p.output = []
+        p.seen = threading.Event()
+        self.procs.append(p)
+
+        def drain():
+            for line in p.stdout:
+                text = line.decode("utf-8", "replace").rstrip()
+                p.output.append(text)
+                if ready is not None and ready in text:
+                    p.seen.set()
+            p.seen.set()
+
+        threading.Thread(target=drain, daemon=True, name="%s-output" % name).start()
+        if ready is not None and (not p.seen.wait(timeout) or p.poll() is not None):
+            raise RuntimeError("%s did not start (exit %s):\n%s" % (
+                name, p.poll(), "\n".join(p.output[-20:])))
+        return p
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError("%s exited (%s):\n%s" % (p.name, p.returncode,
+                                                            "\n".join(p.output[-20:])))
+
+    def close(self, show_output: bool = False) -> None:
+        for p in reversed(self.procs):
+            try:
+                stop_process(p, timeout=5.0)
+            except Exception:
+                pass
+            if show_output:
+                print("--- last output of %s (exit %s) ---" % (p.name, p.returncode))
+                print("\n".join(p.output[-15:]))
+            if p.stdin is not None:
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass
+            if p.stdout is not None:
+                p.stdout.close()
+        self.procs = []
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def percentile(sorted_values: list, p: float):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+def _profiled(svc, path: str) -> None:
+    """Profile the loop (this thread) and each reader thread; merge and dump at exit."""
+    import cProfile
+    import pstats
+
+    from services.acquisition import reader as reader_mod
+
+    profiles = []
+    lock = threading.Lock()
+
+    original_run = reader_mod.InputReader.run
+
+    def run(self):
+        prof = cProfile.Profile()
+        with lock:
+            profiles.append(prof)
+        prof.runcall(original_run, self)
+
+    reader_mod.InputReader.run = run
+    main_prof = cProfile.Profile()
+    profiles.append(main_prof)
+    try:
+        main_prof.runcall(svc.run)
+    finally:
+        with lock:
+            stats = pstats.Stats(*profiles)
+        stats.dump_stats(path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.acq_runner")
+    ap.add_argument("manifest", type=Path)
+    ap.add_argument("--profile", metavar="FILE")
+    args = ap.parse_args(argv)
+
+    from services.acquisition.service import AcquisitionService
+    from services.runtime import setup_logging
+    from ticgw.config import ConfigStore
+    from ticgw.config.settings import TicInput
+
+    log = setup_logging("acquisition")
+    data_dir = Path(os.environ["TICGW_DATA"])
+    settings = ConfigStore(data_dir).settings
+    rows = json.loads(args.manifest.read_text())["inputs"]
+    inputs = tuple(TicInput(r["index"], r["link"], r["mode"], r["baud"], "", "") for r in rows)
+    settings = dataclasses.replace(settings, inputs=inputs)
+    log.info("bench runner: %d inputs", len(inputs))
+    svc = AcquisitionService(settings, data_dir)
+    if args.profile:
+        _profiled(svc, args.profile)
+        return 0
+    return svc.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

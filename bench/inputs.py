@@ -1,0 +1,185 @@
+"""CPU share of the acquisition process and frames lost, with 3 and with 100 inputs at line rate.
+
+Method: ``bench.meter_farm`` serves N simulated meters (families mixed, real line rate) on ptys
+from its own process; the acquisition service runs in ``bench.acq_runner`` (the configuration
+declares 3 inputs: the runner gives the same service N), every input's speed and mode fixed so
+nothing is probed; a broker carries the events to a subscriber in this process. Once every input
+has published ``tic.<n>.detected``, CPU time (utime + stime of all the process's threads, from
+/proc/<pid>/stat) is read over a steady window. Frames are numbered by the farm (a ``BENCHSEQ``
+group): lost = frames whose last byte the farm wrote inside the window minus those that reached
+the subscriber as complete frames with every group valid (events may arrive up to ``GRACE``
+seconds after the window).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import zmq
+
+from bus import endpoints as eps
+from bus.client import Subscriber
+from bus.testing import child_env, short_run_dir, wait_for
+from tests.gateway_helpers import configure
+
+from .acq_runner import Processes, cpu_seconds, machine, threads_of
+
+RUNS = (3, 100)
+WINDOW = 25.0           # seconds of steady running measured
+GRACE = 2.0             # seconds allowed for the window's last frames to reach the subscriber
+DETECT_TIMEOUT = 60.0   # an ICE sends a ~1000-byte frame every ~9 s at 1200 bd; two are needed
+#: Writer period of each simulated meter: bytes reach the pty in chunks every 16 ms, as from a
+#: USB serial adapter (FTDI's default latency timer is 16 ms; an on-board 16550 UART delivers
+#: 8-byte FIFO loads, every ~67 ms at 1200 bd). PtyMeter's 5 ms default would cost the farm
+#: more than a core with 100 meters, on the same 2 cores as the process measured.
+FARM_TICK = 0.016
+
+
+class FrameLog:
+    """Subscriber thread: per input, the numbers of the complete valid frames, and the
+    detections."""
+
+    def __init__(self, run_dir):
+        self.ctx = zmq.Context()
+        self.sub = Subscriber(self.ctx, eps.resolve(run_dir).xpub, ("tic.",))
+        self.detected: set[int] = set()
+        self.received: dict[int, dict[int, float]] = {}   # input -> seq -> receive time
+        self.invalid = 0
+        self.events = 0
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="frame-log")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            got = self.sub.recv(timeout=0.1)
+            if got is None:
+                continue
+            topic, env = got
+            now = time.monotonic()
+            parts = topic.split(".")
+            if len(parts) != 3:
+                continue
+            n = int(parts[1])
+            if parts[2] == "detected":
+                self.detected.add(n)
+            elif parts[2] == "frame":
+                self.events += 1
+                data = env["data"]
+                seq = next((int(g[1]) for g in data["groups"] if g[0] == "BENCHSEQ"), None)
+                valid = data["complete"] and not data["errors"] and all(g[3] for g in data["groups"])
+                if seq is None or not valid:
+                    self.invalid += 1
+                    continue
+                self.received.setdefault(n, {})[seq] = now
+
+    def close(self) -> None:
+        self._halt.set()
+        self._thread.join(2)
+        self.sub.close()
+        self.ctx.term()
+
+
+def run(n: int) -> dict:
+    with Processes() as ps:
+        links = ps.tmp / "links"
+        links.mkdir()
+        farm = ps.start("meter_farm", ["python", "-m", "bench.meter_farm", str(n), str(links),
+                                        "--tick", str(FARM_TICK)],
+                        ready="ready", stdin=True, timeout=30.0)
+        manifest = json.loads((links / "farm.json").read_text())
+        run_dir = short_run_dir(ps.tmp)
+        if run_dir.parent != ps.tmp:
+            ps.dirs.append(run_dir)
+        data = ps.tmp / "data"
+        configure(data, {})
+        ps.start("broker", ["python", "-m", "bus.broker"], env=child_env(run_dir),
+                 ready="bus broker:")
+        frames = FrameLog(run_dir)
+        try:
+            runner = ps.start("acq_runner", ["python", "-m", "bench.acq_runner",
+                                             str(links / "farm.json")],
+                              env=child_env(run_dir, TICGW_DATA=data, TICGW_LOG_LEVEL="WARNING"))
+            t_start = time.monotonic()
+            try:
+                wait_for(lambda: ps.check_alive() or len(frames.detected) >= n, DETECT_TIMEOUT,
+                         interval=0.1)
+            except AssertionError:
+                pass                      # measured anyway; the table says how many were found
+            detect_s = time.monotonic() - t_start
+            detected = len(frames.detected)
+            time.sleep(1.0)               # let the last detections' definition files be written
+            t0, cpu0, farm0 = time.monotonic(), cpu_seconds(runner.pid), cpu_seconds(farm.pid)
+            time.sleep(WINDOW)
+            t1, cpu1, farm1 = time.monotonic(), cpu_seconds(runner.pid), cpu_seconds(farm.pid)
+            threads = threads_of(runner.pid)
+            time.sleep(GRACE)
+            ps.check_alive()
+            farm.stdin.write(b"stop\n")
+            farm.stdin.flush()
+            wait_for(lambda: (links / "frames.json").exists() or farm.poll() is not None, 15.0,
+                     interval=0.05)
+            written_log = json.loads((links / "frames.json").read_text())
+            gaps = sum(frames.sub.gaps.values())
+            invalid = frames.invalid
+        finally:
+            frames.close()
+        written = {(int(i), seq) for i, rows in written_log["inputs"].items()
+                   for seq, t, clean in rows if t0 <= t <= t1 and clean}
+        dirty = sum(1 for rows in written_log["inputs"].values()
+                    for seq, t, clean in rows if t0 <= t <= t1 and not clean)
+        received = {(i, seq) for i, seqs in frames.received.items() for seq in seqs}
+        lost = written - received
+        by_family: dict[str, int] = {}
+        for i, _seq in lost:
+            fam = manifest["inputs"][i - 1]["family"]
+            by_family[fam] = by_family.get(fam, 0) + 1
+        dropped = sum(s["bytes_dropped"] for s in written_log["stats"].values())
+        return {"n": n, "detected": detected, "detect_s": detect_s, "window": t1 - t0,
+                "cpu": (cpu1 - cpu0) / (t1 - t0), "farm_cpu": (farm1 - farm0) / (t1 - t0),
+                "written": len(written), "received": len(written & received),
+                "lost": len(lost), "lost_by_family": by_family, "dirty": dirty,
+                "invalid": invalid, "bus_gaps": gaps, "threads": threads,
+                "bytes_dropped_total": dropped,
+                "bytes_per_s": sum(r["baud"] / 10.0 for r in manifest["inputs"]),
+                "families": _count(r["family"] + ("/std" if r["mode"] == "standard" else "")
+                                   for r in manifest["inputs"])}
+
+
+def _count(items) -> dict:
+    out: dict = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out
+
+
+def main() -> None:
+    print("== inputs: CPU of the acquisition process and frames lost, N inputs at line rate ==")
+    for line in machine():
+        print(line)
+    print("meters: bench.meter_farm (PtyMeter, speed 1, one process); acquisition: "
+          "bench.acq_runner (AcquisitionService, speed and mode fixed per input); CPU = "
+          "utime+stime over a %.0f s window after every input's tic.<n>.detected; lost = frames "
+          "whose ETX the farm wrote in the window minus complete valid tic.<n>.frame events "
+          "(matched by number)" % WINDOW)
+    results = [run(n) for n in RUNS]
+    print("%6s %9s %10s %9s %9s %9s %6s %8s %8s %8s" % (
+        "inputs", "detected", "CPU % core", "written", "received", "lost", "bus gap",
+        "threads", "line B/s", "farm CPU"))
+    for r in results:
+        print("%6d %9d %10.1f %9d %9d %9d %6d %8d %8.0f %7.0f%%" % (
+            r["n"], r["detected"], 100 * r["cpu"], r["written"], r["received"], r["lost"],
+            r["bus_gaps"], r["threads"], r["bytes_per_s"], 100 * r["farm_cpu"]))
+    for r in results:
+        print("%d inputs: %s; all detected after %.1f s; window %.1f s; invalid frame events "
+              "%d; frames with dropped bytes %d (pty bytes dropped in the whole run, mostly "
+              "before the ports opened: %d)%s" % (
+                  r["n"], ", ".join("%s x%d" % kv for kv in sorted(r["families"].items())),
+                  r["detect_s"], r["window"], r["invalid"], r["dirty"],
+                  r["bytes_dropped_total"],
+                  "; lost by family: %s" % r["lost_by_family"] if r["lost"] else ""))
+
+
+if __name__ == "__main__":
+    main()
