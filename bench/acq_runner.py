@@ -49,6 +49,23 @@ def status_kb(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds per kind of thread: ``main`` (the service's loop), ``zmq`` (libzmq's
+    ``ZMQbg/*`` threads) and ``other`` (the input readers, Python 3.11 does not name them)."""
+    out = {"main": 0.0, "zmq": 0.0, "other": 0.0}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:                 # the thread ended meanwhile
+            continue
+        kind = "main" if int(tid) == pid else "zmq" if comm.startswith("ZMQ") else "other"
+        out[kind] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def threads_of(pid: int) -> int:
     return status_kb(pid, "Threads")
 

@@ -1,10 +1,14 @@
 """`make demo`: a whole gateway on simulated parts, in var/demo/.
 
 Three simulated meters of different families (CBEMM-ICC and CBETM in historic mode, a Linky in
-standard mode) served on pseudo-terminals, the bus broker and the gateway's services, launched by
-honcho from Procfile.demo. The demo samples every 30 s so that records show up quickly.
+standard mode) served on pseudo-terminals, the demo remote server (FTP, Web Services, NTP), the
+bus broker and the gateway's services, launched by honcho from Procfile.demo. The demo samples
+every 20 s and connects to the server every 2 minutes, so that files show up quickly.
 
-Watch it from another terminal:  .venv/bin/ticgw bus tap --run var/demo/run
+Watch it from another terminal:
+    .venv/bin/ticgw bus --run var/demo/run tap
+    .venv/bin/ticgw bus --run var/demo/run call uplink connect
+    ls var/demo/server/DATA        (or http://127.0.0.1:8081/)
 """
 from __future__ import annotations
 
@@ -17,38 +21,53 @@ from ticgw.config import ConfigStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "var" / "demo"
-
-DEMO_SETTINGS = {
-    "DAQ_Period": "0",
-    "DAQ_PeriodSec": "30",
-    "TIC_LostDelay": "20",
-}
+PORTS = {"ftp": 2121, "http": 8081, "ntp": 12300}
 
 
-def prepare(demo: Path = DEMO) -> dict[str, str]:
-    """Create the demo's data and run dirs and configuration; return the environment to use."""
-    data, run = demo / "data", demo / "run"
-    data.mkdir(parents=True, exist_ok=True)
-    run.mkdir(parents=True, exist_ok=True)
+def prepare(demo: Path = DEMO, ports: dict | None = None, **settings) -> dict[str, str]:
+    """Create the demo's data, run and server dirs and its configuration; return the
+    environment honcho needs."""
+    ports = dict(PORTS, **(ports or {}))
+    data, run, server = demo / "data", demo / "run", demo / "server"
+    for d in (data, run, server):
+        d.mkdir(parents=True, exist_ok=True)
     store = ConfigStore(data)
     store.ensure_files()
-    changes = dict(DEMO_SETTINGS)
+    changes = {
+        "DAQ_Period": "0", "DAQ_PeriodSec": "20", "TIC_LostDelay": "30",
+        "Connection_PeriodMin": "2",
+        "FTP_Server": "127.0.0.1", "FTP_Port": str(ports["ftp"]),
+        "FTP_Login": "demo", "FTP_Password": "demo",
+        "NTP_Server1": "127.0.0.1:%d" % ports["ntp"], "NTP_Server2": "",
+        "WebService_Enable": "1", "WebService_Url": "http://127.0.0.1:%d/" % ports["http"],
+    }
     for n in (1, 2, 3):
         changes["TIC_Port[%d]" % n] = str(run / ("ttyTIC%d" % n))
+    changes.update({k: str(v) for k, v in settings.items()})
     store.update(changes)
     env = dict(os.environ)
-    env.update(TICGW_DATA=str(data), TICGW_RUN=str(run), PYTHONUNBUFFERED="1")
+    env.update(TICGW_DATA=str(data), TICGW_RUN=str(run), TICGW_DEMO_SERVER=str(server),
+               TICGW_DEMO_FTP_PORT=str(ports["ftp"]), TICGW_DEMO_HTTP_PORT=str(ports["http"]),
+               TICGW_DEMO_NTP_PORT=str(ports["ntp"]), PYTHONUNBUFFERED="1")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
 
 
+def honcho_command(env: dict) -> list[str]:
+    honcho = shutil.which("honcho", path=env["PATH"])
+    return [honcho, "start", "-f", str(ROOT / "Procfile.demo"), "-d", str(ROOT)]
+
+
 def main() -> int:
     env = prepare()
-    print("ticgw demo: data in %s, bus in %s" % (env["TICGW_DATA"], env["TICGW_RUN"]))
-    print("watch the bus:  .venv/bin/ticgw bus tap --run %s" % env["TICGW_RUN"])
-    honcho = shutil.which("honcho", path=env["PATH"])
+    print("ticgw demo: data in %s, bus in %s, server files in %s" % (
+        env["TICGW_DATA"], env["TICGW_RUN"], env["TICGW_DEMO_SERVER"]))
+    print("watch the bus:      .venv/bin/ticgw bus --run %s tap" % env["TICGW_RUN"])
+    print("connect now:        .venv/bin/ticgw bus --run %s call uplink connect" % env["TICGW_RUN"])
+    print("delivered files:    http://127.0.0.1:%s/" % env["TICGW_DEMO_HTTP_PORT"])
+    cmd = honcho_command(env)
     os.chdir(ROOT)
-    os.execve(honcho, [honcho, "start", "-f", "Procfile.demo"], env)
+    os.execve(cmd[0], cmd, env)
 
 
 if __name__ == "__main__":

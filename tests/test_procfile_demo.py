@@ -1,0 +1,104 @@
+"""End to end through Procfile.demo, as `make demo` runs it: three pty meters, the demo server,
+the broker, acquisition and uplink under honcho. `ticgw bus tap` shows the three meters' frames,
+and after a connection the server holds data files whose rows are exactly what was sampled."""
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from bus.testing import REPO, wait_for
+from gateway_helpers import Events
+from sim import demo
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    # Bind to 0 and read the port back; released just before honcho starts the server (a
+    # small race, acceptable here: the services take their ports from the configuration).
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def demo_gateway(tmp_path):
+    base = tmp_path / "d"
+    ports = {"ftp": free_port(), "http": free_port(), "ntp": free_port(socket.SOCK_DGRAM)}
+    env = demo.prepare(base, ports, DAQ_PeriodSec=3, Connection_PeriodMin=0,
+                       Connection_Hour=0, Connection_Minute=0)
+    run = base / "run"
+    events = Events(run)
+    p = subprocess.Popen(demo.honcho_command(env), env=env, cwd=str(REPO),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    output = []
+    threading.Thread(target=lambda: [output.append(l.decode("utf-8", "replace"))
+                                     for l in p.stdout], daemon=True).start()
+    yield base, env, events, output
+    os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    events.close()
+
+
+def ticgw(env, *args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "ticgw.cli", *args], env=env, cwd=str(REPO),
+                          capture_output=True, timeout=timeout, text=True)
+
+
+def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gateway):
+    base, env, events, output = demo_gateway
+    run = str(base / "run")
+    # 1. `ticgw bus tap` shows frames from all three meters
+    tap = subprocess.Popen([sys.executable, "-m", "ticgw.cli", "bus", "--run", run, "tap"],
+                           env=env, cwd=str(REPO), stdout=subprocess.PIPE, text=True)
+    seen = set()
+    deadline = time.monotonic() + 90
+    try:
+        for line in tap.stdout:
+            for n in (1, 2, 3):
+                if " tic.%d.frame " % n in line:
+                    seen.add(n)
+            if seen == {1, 2, 3} or time.monotonic() > deadline:
+                break
+    finally:
+        tap.terminate()
+        tap.wait(5)
+    assert seen == {1, 2, 3}, "".join(output[-40:])
+    families = {e["data"]["input"]: e["data"]["family"] for e in events.of("tic.")
+                if e["topic"].endswith(".detected")}
+    assert families == {1: "CBEMM-ICC", 2: "CBETM", 3: "LINKY"}
+
+    # 2. records for every meter, then a connection delivers them
+    wait_for(lambda: {e["data"]["input"] for e in events.of("spool.written")} == {1, 2, 3}, 60)
+    r = ticgw(env, "bus", "--run", run, "call", "uplink", "connect", "reason=test")
+    assert r.returncode == 0, r.stdout + r.stderr
+    events.wait("task.ended", timeout=60, where=lambda e: e["data"]["task"] == "Connexion")
+    journal = [e["data"]["message"] for e in events.of("journal")]
+    assert journal[0] == "Demande de connexion..." and "Connexion terminée" in journal
+    assert any(m.startswith("Dépôt du fichier de données ") for m in journal)
+
+    # 3. the server's data files hold exactly the sampled rows reported before the connection
+    started = next(e["ts"] for e in events.of("task.started"))
+    reported = {(e["data"]["input"], e["data"]["time"]): e["data"]["columns"]
+                for e in events.of("spool.written") if e["ts"] < started}
+    rows = {}
+    for f in sorted((base / "server" / "DATA").glob("*.csv.gz")):
+        inp = None
+        for line in gzip.decompress(f.read_bytes()).decode().split("\r\n"):
+            if line.startswith("SNTIC;"):
+                inp = int(line.split(";")[2])
+            elif line and not line.startswith(("TypeTIC;", "nbVariable;")):
+                t, *cols = line.split(";")
+                rows[(inp, t)] = cols
+    assert reported and set(reported) <= set(rows)
+    for key, cols in reported.items():
+        assert rows[key] == cols
+    assert list((base / "server" / "LOG").glob("WEBDYN_*.log.gz"))
