@@ -1,0 +1,116 @@
+"""The uplink service as a process on the bus: connection on command, refusal while another task
+runs, a connection started by an alarm, and the restart after a new configuration from the server
+(announced with the manual's message)."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import zmq
+
+from bus import endpoints as eps
+from bus.client import CommandClient, Publisher
+from bus.errors import RemoteError
+from bus.tasklock import TaskLock
+from bus.testing import REPO, short_run_dir, start_broker, stop_process, wait_for
+from gateway_helpers import Events, configure, start_service
+from sim.ftp_server import FtpTestServer
+
+RESTART_MSG = ("Veuillez attendre le redémarrage de la passerelle, puis vous reconnecter au "
+               "serveur Web ...")
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    run = short_run_dir(tmp_path)
+    data = tmp_path / "data"
+    server = FtpTestServer(tmp_path / "srv")
+    server.start()
+    configure(data, {1: "ticsim://CBEMM-ICC?speed=10&seed=7"}, DAQ_Period=0, DAQ_PeriodSec=2,
+              **{"TIC_Baud[1]": 1200, "FTP_Server": "127.0.0.1", "FTP_Port": server.port,
+                 "FTP_Login": server.user, "FTP_Password": server.password, "FTP_Timeout": 10,
+                 "NTP_Server1": "", "NTP_Server2": ""})
+    broker = start_broker(run)
+    events = Events(run)
+    procs = [start_service("acquisition", run, data), start_service("uplink", run, data)]
+    ctx = zmq.Context()
+    client = CommandClient(ctx, eps.resolve(run), src="test")
+    wait_for(lambda: client.call("uplink", "ping", timeout=1.0), 20)
+    yield run, data, server, events, client, procs
+    client.close()
+    ctx.term()
+    for p in procs:
+        stop_process(p)
+    events.close()
+    stop_process(broker)
+    server.close()
+
+
+def journal(events):
+    return [e["data"]["message"] for e in events.of("journal")]
+
+
+def connect_and_wait(client, events, n):
+    client.call("uplink", "connect", timeout=5, reason="test")
+    wait_for(lambda: len([e for e in events.of("task.ended")
+                          if e["data"]["task"] == "Connexion"]) >= n, 60)
+
+
+def test_refused_while_another_task_runs(gateway):
+    run, data, server, events, client, procs = gateway
+    with TaskLock(run).acquire("Détection"):
+        with pytest.raises(RemoteError) as e:
+            client.call("uplink", "connect", timeout=5)
+    assert str(e.value.message) == ("Une tâche 'Détection' est déjà en cours d'exécution. "
+                                    "Veuillez réessayer dans quelques instants.")
+    connect_and_wait(client, events, 1)  # free again: it runs
+    assert journal(events)[0] == "Demande de connexion..."
+
+
+def test_alarm_starts_a_connection(gateway):
+    run, data, server, events, client, procs = gateway
+    ctx = zmq.Context()
+    pub = Publisher(ctx, eps.resolve(run).xsub, "acquisition")
+    try:
+        # PUB/SUB drops what is sent before the subscription lands: publish until it is seen
+        wait_for(lambda: events.of("alarm.raised"), 10,
+                 step=lambda: (pub.publish("alarm.raised", code="PTEC", source="TIC1",
+                                           detail="HC.."), time.sleep(0.05)))
+        started = events.wait("task.started", timeout=40)
+        assert started["data"]["reason"] == "alarm"
+    finally:
+        pub.close()
+        ctx.term()
+
+
+def test_new_configuration_from_server_restarts_the_gateway(gateway):
+    run, data, server, events, client, procs = gateway
+    connect_and_wait(client, events, 1)          # first sync: uploads the local files
+    remote = server.path("/CONFIG/WEBDYN_daq.ini")
+    text = remote.read_text(encoding="latin-1").replace("DAQ_PeriodSec=2", "DAQ_PeriodSec=7")
+    assert "DAQ_PeriodSec=7" in text
+    remote.write_text(text, encoding="latin-1")
+    later = time.time() + 120
+    os.utime(remote, (later, later))
+    begins_before = len([e for e in events.of("acquisition.state")
+                         if e["data"]["trigger"] == "begin"])
+    connect_and_wait(client, events, 2)
+    rows = journal(events)
+    assert "Récupération du fichier de configuration WEBDYN_daq.ini" in rows
+    assert rows[-1] == RESTART_MSG
+    assert "DAQ_PeriodSec=7" in (data / "config" / "WEBDYN_daq.ini").read_text("latin-1")
+    # every service re-executes itself and comes back with the new configuration
+    wait_for(lambda: len([e for e in events.of("acquisition.state")
+                          if e["data"]["trigger"] == "begin"]) > begins_before, 30)
+    status = wait_for(lambda: _status(client), 30)
+    assert status["period_s"] == 7.0
+    assert all(p.poll() is None for p in procs)  # same processes (execv), still running
+
+
+def _status(client):
+    try:
+        st = client.call("acquisition", "status", timeout=1.0)
+    except Exception:
+        return None
+    return st if st.get("period_s") == 7.0 else None
