@@ -100,6 +100,7 @@ def test_new_configuration_from_server_restarts_the_gateway(gateway):
     assert "Récupération du fichier de configuration WEBDYN_daq.ini" in rows
     assert rows[-1] == RESTART_MSG
     assert "DAQ_PeriodSec=7" in (data / "config" / "WEBDYN_daq.ini").read_text("latin-1")
+    assert events.wait("config.changed")["data"]["files"] == ["WEBDYN_daq.ini"]
     # every service re-executes itself and comes back with the new configuration
     wait_for(lambda: len([e for e in events.of("acquisition.state")
                           if e["data"]["trigger"] == "begin"]) > begins_before, 30)

@@ -44,6 +44,9 @@ class UplinkService(Service):
     def __init__(self, settings, store, data_dir: Path, **kw):
         super().__init__(settings=settings, **kw)
         self.store = store
+        # Configuration written by a connection (server file, CONFIG command, site ID): say so.
+        store.on_change = lambda files: self.loop.post(
+            lambda: self.publish("config.changed", files=files, by="server"))
         self.data_dir = Path(data_dir)
         self.clock = GatewayClock(self.data_dir / "state")
         self.journal = Journal(self.data_dir / "state", clock=self.clock.now,
