@@ -86,7 +86,18 @@ class Connection:
         except FtpNoSpace:
             self.journal(err_msg % path.name)
             raise
-        except (FtpTransferError, FtpDirectoryMissing) as e:
+        except FtpConnectError as e:
+            # The server went away mid-connection and does not take us back: abort.
+            log.warning("%s: %s", path.name, e)
+            self.journal("Erreur de connexion FTP")
+            raise
+        except FtpDirectoryMissing as e:
+            log.warning("%s: %s", path.name, e)
+            self.journal(err_msg % path.name)
+            self.journal("Répertoire %s absent du serveur FTP (paramètre %s)" % (e.path, e.setting))
+            self.stats["failed"] += 1
+            return False
+        except FtpTransferError as e:
             log.warning("%s: %s", path.name, e)
             self.journal(err_msg % path.name)
             self.stats["failed"] += 1
@@ -176,12 +187,17 @@ class Connection:
             log.warning("site ID: %s", e)
             self.journal("Erreur de récupération de l'ID site")
             return "failed"
-        self.journal("ID Site %s" % site)
         if site != self.settings.site_id:
-            self.store.update({"Site_Id": site})
+            try:
+                self.store.update({"Site_Id": site})
+            except Exception as e:  # e.g. longer than Site_Id allows
+                log.warning("site ID %r refused: %s", site, e)
+                self.journal("Erreur de récupération de l'ID site")
+                return "failed"
             self.settings = self.store.settings
             self.site = site
             self.restart_needed = True
+        self.journal("ID Site %s" % site)
         return "done"
 
     def alarms(self) -> str:
@@ -203,10 +219,10 @@ class Connection:
         try:
             if ftp.stat("CMD", name) is None:
                 self.journal("Pas de fichier de commandes disponible...")
-                return "done"
+                return self._deposit_acks()
             with tempfile.TemporaryDirectory() as tmp:
                 local = Path(tmp) / name
-                ftp.download("CMD", name, local)
+                ftp.download("CMD", name, local, on_retry=self._retry_journal)
                 text = local.read_bytes().decode("utf-8", "replace")
             self.journal("Récupération du fichier %s" % name)
             ftp.delete("CMD", name)
@@ -224,9 +240,14 @@ class Connection:
         ack = "%s_ACK_%s.csv" % (self.site, name_stamp(self.clock.now()))
         path = self.outbox / "CMD" / ack
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, ("\r\n".join(outcome.acks) + "\r\n").encode("utf-8"))
-        ok = self._deposit("CMD", path, "Dépôt du fichier %s", "Erreur de dépôt du fichier %s")
+        write_atomic(path, "".join(a + "\r\n" for a in outcome.acks).encode("utf-8"))
+        ok = self._deposit_acks() == "done"
         return "done" if ok and not outcome.errors else "failed"
+
+    def _deposit_acks(self) -> str:
+        """Deposit the ACK files in the outbox: this connection's and any a previous one left."""
+        return self._deposit_all("CMD", self._files("CMD"), "Dépôt du fichier %s",
+                                 "Erreur de dépôt du fichier %s")
 
     def parameters(self) -> str:
         self.journal("Gestion des fichiers de paramètres ...")
@@ -302,7 +323,7 @@ class Connection:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 local = Path(tmp) / name
-                ftp.download("CONFIG", name, local)
+                ftp.download("CONFIG", name, local, on_retry=self._retry_journal)
                 content = local.read_bytes()
         except FtpError as e:
             log.warning("%s: %s", name, e)
@@ -364,7 +385,7 @@ class Connection:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 local = Path(tmp) / name
-                ftp.download("DEF", name, local)
+                ftp.download("DEF", name, local, on_retry=self._retry_journal)
                 content = local.read_bytes()
             definitions.parse(name, content.decode("utf-8", "replace"))
         except (FtpError, definitions.DefinitionError) as e:
@@ -391,10 +412,13 @@ class Connection:
             # Entries written from here on go in the next connection's log.
             self.journal.mark_sent(offset)
             for p in self._files("LOG"):
-                if p.name.endswith("_debug.log.gz"):
-                    continue
-                if not self._deposit("LOG", p, "Dépôt du fichier journal de bord %s",
-                                     "Erreur de dépôt du fichier journal de bord %s"):
+                if p.name.endswith("_debug.log.gz"):  # left by a previous connection
+                    ok = self._deposit("LOG", p, "Dépôt du fichier de debug %s",
+                                       "Erreur de dépôt du fichier de debug %s")
+                else:
+                    ok = self._deposit("LOG", p, "Dépôt du fichier journal de bord %s",
+                                       "Erreur de dépôt du fichier journal de bord %s")
+                if not ok:
                     outcome = "failed"
         if self.effects.debug_log:
             name = "%s_%s_debug.log.gz" % (self.site, name_stamp(self.clock.now()))
@@ -416,7 +440,7 @@ class Connection:
         dest = self.data_dir / "firmware" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._ftp().download("BIN", name, dest)
+            self._ftp().download("BIN", name, dest, on_retry=self._retry_journal)
         except FtpError as e:
             log.warning("firmware %s: %s", name, e)
             self.journal("Erreur de récupération du fichier %s" % name)
