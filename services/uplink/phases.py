@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -132,7 +133,8 @@ class Connection:
         d = self.outbox / kind
         if not d.is_dir():
             return []
-        return sorted(p for p in d.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+        files = [p for p in d.iterdir() if p.is_file() and not p.name.endswith(".tmp")]
+        return sorted(files, key=_time_order)
 
     # --- the phases ---------------------------------------------------------------------------
 
@@ -315,6 +317,8 @@ class Connection:
             self.journal(err_msg % name)
             return False
         marks.set(mark_kind, name, sync.Remote(*st), local_path.read_bytes())
+        self.stats["uploaded"] += 1
+        self.stats["bytes"] += local_path.stat().st_size
         self.journal(ok_msg % name)
         return True
 
@@ -487,6 +491,15 @@ class _Handlers:
 
     def params(self) -> None:
         self.conn.bus_call("acquisition", "params")
+
+
+_STAMP = re.compile(r"_(\d{6}_\d{6})")
+
+
+def _time_order(path: Path) -> tuple:
+    """Oldest first by the YYMMDD_hhmmss stamp in the name (the site prefix may have changed)."""
+    m = _STAMP.search(path.name)
+    return (m.group(1) if m else "", path.name)
 
 
 def _sha256_file(path: Path) -> str:

@@ -1,0 +1,63 @@
+"""The sync decision for configuration and definition files (services.uplink.sync), and the
+journal's "since the last upload" bookkeeping (services.uplink.journal)."""
+from __future__ import annotations
+
+import pytest
+
+from services.uplink import sync
+from services.uplink.journal import Journal
+from services.uplink.sync import DOWNLOAD, NOTHING, UPLOAD, Remote
+
+LOCAL = b"DAQ_Period=10\r\n"
+SEEN = Remote(15, 1_700_000_000.0)
+MARK = {"size": 15, "mtime": 1_700_000_000.0, "sha": sync.sha(LOCAL)}
+
+
+@pytest.mark.parametrize("local, remote, mark, expected", [
+    (LOCAL, None, None, UPLOAD),                         # missing on the server
+    (LOCAL, None, MARK, UPLOAD),                         # deleted on the server: put it back
+    (None, None, None, NOTHING),
+    (None, SEEN, None, DOWNLOAD),                        # only on the server
+    (LOCAL, SEEN, None, DOWNLOAD),                       # never synced: the server wins
+    (LOCAL, SEEN, MARK, NOTHING),                        # in step
+    (b"DAQ_Period=5\r\n", SEEN, MARK, UPLOAD),           # changed locally only
+    (LOCAL, Remote(16, SEEN.mtime), MARK, DOWNLOAD),     # server size changed
+    (LOCAL, Remote(15, SEEN.mtime + 1), MARK, DOWNLOAD),  # server time changed
+    (b"DAQ_Period=5\r\n", Remote(16, SEEN.mtime + 1), MARK, DOWNLOAD),  # both: server wins
+    (None, SEEN, MARK, NOTHING),                         # local file gone, server unchanged
+])
+def test_decide(local, remote, mark, expected):
+    assert sync.decide("X_daq.ini", local, remote, mark) == expected
+
+
+def test_marks_persist(tmp_path):
+    m = sync.Marks(tmp_path)
+    assert m.get("config", "X_daq.ini") is None
+    m.set("config", "X_daq.ini", SEEN, LOCAL)
+    again = sync.Marks(tmp_path)
+    assert again.get("config", "X_daq.ini") == MARK
+    assert again.get("def", "X_daq.ini") is None
+    assert [p.name for p in tmp_path.iterdir()] == ["sync.json"]
+
+
+def test_unreadable_marks_mean_nothing_synced(tmp_path):
+    (tmp_path / "sync.json").write_text("{not json")
+    assert sync.Marks(tmp_path).get("config", "X_daq.ini") is None
+
+
+def test_journal_unsent_and_marks(tmp_path):
+    t = iter(range(1_714_564_800, 1_714_565_800))
+    j = Journal(tmp_path, clock=lambda: float(next(t)))
+    assert j.unsent() == (b"", 0)
+    entry = j("Demande de connexion...")
+    assert (entry["date"], entry["hour"]) == ("01/05/24", "12:00:00")
+    data, offset = j.unsent()
+    assert data == "01/05/24\t12:00:00\tDemande de connexion...\n".encode()
+    j.mark_sent(offset)
+    assert j.unsent()[0] == b""
+    j("Connexion terminée")
+    assert j.unsent()[0].decode().endswith("\tConnexion terminée\n")
+    assert j.tail(1) == [["01/05/24", "12:00:01", "Connexion terminée"]]
+    # a journal cut short (rotated) is sent whole
+    (tmp_path / "journal.log").write_text("01/05/24\t12:00:02\tX\n")
+    assert j.unsent()[0] == b"01/05/24\t12:00:02\tX\n"
