@@ -66,7 +66,7 @@ def probe_window(baud: int) -> float:
 class InputReader(threading.Thread):
     def __init__(self, index: int, url: str, report, mode: str = AUTO, baud: str | int = "auto",
                  opener=serial.serial_for_url, probe_scale: float = 1.0,
-                 redetect_after: float = 60.0, clock=time.monotonic):
+                 redetect_after: float = 60.0, clock=time.monotonic, poller=None):
         super().__init__(name="TIC%d-reader" % index, daemon=True)
         self.index = index
         self.url = url
@@ -84,14 +84,20 @@ class InputReader(threading.Thread):
                                                 # another meter
         self._port = None
         self.decoder = FrameDecoder(mode=mode)
+        self.poller = poller                    # reads lines that have a descriptor
+        self._wake = threading.Event()          # detection asked, line error, stop
+        self._line_error: Exception | None = None
+        self._last_valid = clock()
 
     # --- control, from the loop thread ---------------------------------------------------
 
     def request_detection(self) -> None:
         self._detect.set()
+        self._wake.set()
 
     def stop(self) -> None:
         self._halt.set()
+        self._wake.set()
         port = self._port
         if port is not None:
             try:
@@ -146,6 +152,9 @@ class InputReader(threading.Thread):
                 pass
 
     def _serve(self) -> None:
+        fd = _fileno(self._port) if self.poller is not None else None
+        if fd is not None:
+            return self._serve_polled(fd)
         last_valid = self.clock()
         last_stats = self.clock()
         while not self._halt.is_set():
@@ -164,11 +173,51 @@ class InputReader(threading.Thread):
             if now - last_stats >= 5.0:
                 last_stats = now
                 self.report("stats", self.decoder.stats.to_dict())
-            if self.fixed_baud is None and now - last_valid > self.redetect_after:
+            if now - last_valid > self.redetect_after:
                 # A meter switched between historic and standard changes speed: probe again.
                 log.info("TIC%d: no valid frame for %.0f s, probing line speeds again",
                          self.index, now - last_valid)
                 self._detect.set()
+
+    def _serve_polled(self, fd: int) -> None:
+        """Steady reading by the shared poller; this thread only handles detection, errors,
+        counters and silence."""
+        last_stats = self._last_valid = self.clock()
+        self._line_error = None
+        while not self._halt.is_set():
+            if self._detect.is_set():
+                self._detect.clear()
+                self.poller.remove(fd)
+                if not self._run_detection():
+                    continue
+                self._last_valid = self.clock()
+                self._wake.clear()
+                self.poller.add(fd, self._feed, self._on_line_error)
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._line_error is not None:
+                self.poller.remove(fd)
+                raise serial.SerialException(str(self._line_error))
+            now = self.clock()
+            if now - last_stats >= 5.0:
+                last_stats = now
+                self.report("stats", self.decoder.stats.to_dict())
+            if now - self._last_valid > self.redetect_after:
+                log.info("TIC%d: no valid frame for %.0f s, probing the line again",
+                         self.index, now - self._last_valid)
+                self._detect.set()
+        self.poller.remove(fd)
+
+    def _feed(self, data: bytes) -> None:
+        """In the poller thread: decode and report."""
+        for frame in self.decoder.feed(data):
+            if frame.complete and frame.n_bad < frame.n_groups:
+                self._last_valid = self.clock()
+            self.report("frame", frame)
+
+    def _on_line_error(self, exc: Exception) -> None:
+        self._line_error = exc
+        self._wake.set()
 
     def _run_detection(self) -> bool:
         bauds = (self.fixed_baud,) if self.fixed_baud else PROBE_BAUDS
@@ -198,9 +247,12 @@ class InputReader(threading.Thread):
             now = self.clock()
             # A long frame (an ICE sends ~100 groups) may need more than the window: keep
             # listening while a clean frame is arriving, up to MAX_PROBE_FACTOR windows.
-            clean_frame_running = decoder.in_frame and decoder.stats.line_errors == 0 \
-                and decoder.stats.groups_bad == 0
-            if now - start > window and not (clean_frame_running and
+            # The port may also open just after a frame's start, and a long frame then takes
+            # most of the window to end: listening goes on while a clean TIC stream arrives
+            # (bytes, no line error, no bad group).
+            st = decoder.stats
+            clean_stream = st.bytes > 0 and st.line_errors == 0 and st.groups_bad == 0
+            if now - start > window and not (clean_stream and
                                              now - start < window * MAX_PROBE_FACTOR):
                 break
             data = _read_available(port)
@@ -226,6 +278,15 @@ class InputReader(threading.Thread):
 #: so a thread wakes ~100 times a second at most instead of once per byte (100 inputs at line rate
 #: stay cheap). A chunk that ends with ETX is decoded at once: the frame's latency stays low.
 BATCH_WAIT = 0.01
+
+
+def _fileno(port) -> int | None:
+    """The line's descriptor, when it has one the poller can wait on."""
+    try:
+        fd = port.fileno()
+    except (AttributeError, NotImplementedError, OSError, serial.SerialException):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def _read_available(port) -> bytes:

@@ -22,6 +22,7 @@ from ticgw.config import Settings
 
 from . import catalogue, definitions
 from .definitions import Definition, DefinitionError
+from .poller import LinePoller
 from .reader import Detection, InputReader, register_url_handlers
 from .sampler import Alarm, Sampler
 from .spool import Spool, row_time, write_atomic
@@ -151,6 +152,8 @@ class AcquisitionService(Service):
 
     def on_start(self) -> None:
         register_url_handlers()
+        self.poller = LinePoller()
+        self.poller.start()
         made = self.spool.recover()
         if made:
             log.info("finished %d sealed files left by an interrupted seal", len(made))
@@ -159,7 +162,7 @@ class AcquisitionService(Service):
             inp.reader = InputReader(
                 inp.index, inp.url, self._reporter(inp), mode=self._tic(inp).mode,
                 baud=self._tic(inp).baud, probe_scale=self.probe_scale,
-                redetect_after=max(self.lost_delay, 5.0))
+                redetect_after=max(self.lost_delay, 5.0), poller=self.poller)
             inp.reader.start()
             log.info("%s: reading %s", inp.source, inp.url)
         if not self.inputs:
@@ -174,6 +177,9 @@ class AcquisitionService(Service):
         for inp in self.inputs.values():
             if inp.reader is not None:
                 inp.reader.join(timeout=1.0)
+        if getattr(self, "poller", None) is not None:
+            self.poller.stop()
+            self.poller.join(timeout=1.0)
         self.spool.close()
 
     def status(self) -> dict:
