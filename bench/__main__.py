@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHMARKS = ("codec",)
+BENCHMARKS = ("codec", "latency", "inputs", "memory", "connection")
 
 
 def main(argv):

@@ -49,6 +49,21 @@ def status_kb(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def smaps_kb(pid: int) -> dict[str, int]:
+    """The ``kB`` totals of /proc/<pid>/smaps_rollup (Rss, Pss, Private_Dirty...); empty if
+    the kernel has none."""
+    out = {}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    out[parts[0].rstrip(":")] = int(parts[1])
+    except OSError:
+        pass
+    return out
+
+
 def cpu_by_thread(pid: int) -> dict[str, float]:
     """CPU seconds per kind of thread: ``main`` (the service's loop), ``zmq`` (libzmq's
     ``ZMQbg/*`` threads) and ``other`` (the input readers, Python 3.11 does not name them)."""
@@ -64,6 +79,26 @@ def cpu_by_thread(pid: int) -> dict[str, float]:
         kind = "main" if int(tid) == pid else "zmq" if comm.startswith("ZMQ") else "other"
         out[kind] += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return out
+
+
+def cpu_user_system(pid: int) -> tuple[float, float]:
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of all the process's threads so far."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
 
 
 def threads_of(pid: int) -> int:

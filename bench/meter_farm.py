@@ -9,10 +9,11 @@ tell exactly which frames reached the bus. The farm writes ``DIR/farm.json`` (on
 index, link, family, mode, baud), prints ``ready``, then waits for ``stop`` on stdin (or EOF, or
 SIGTERM). It then stops every meter, writes ``DIR/frames.json`` and prints ``done``.
 
-``frames.json``: ``{"inputs": {n: [[seq, t, clean], ...]}, "stats": {n: PtyStats}}`` where ``t``
-is ``time.monotonic()`` (system-wide on Linux, so comparable with the benchmark's clock) right
-after the write that carried the frame's last byte (ETX) returned, and ``clean`` is False when
-some byte of the frame was dropped (the pty's input queue was full: nobody reading).
+``frames.json``: ``{"inputs": {n: [[seq, start, end, clean], ...]}, "stats": {n: PtyStats}}``:
+``start`` is when the frame was generated (its first byte is due within one tick), ``end`` right
+after the write that carried its last byte (ETX) returned, both ``time.monotonic()`` (system-wide
+on Linux, so comparable with the benchmark's clock); ``clean`` is False when some byte of the
+frame was dropped (the pty's input queue was full: nobody reading).
 """
 from __future__ import annotations
 
@@ -64,14 +65,14 @@ class NumberedPtyMeter(PtyMeter):
 
     def __init__(self, meter, link: str, counter, tick: float):
         super().__init__(meter, link=link, speed=1.0, tick=tick)
-        self.pending: collections.deque = collections.deque()   # seqs generated, ETX not sent
-        self.completed: list[list] = []                          # [seq, t, clean]
+        self.pending: collections.deque = collections.deque()   # (seq, start), ETX not sent
+        self.completed: list[list] = []                     # [seq, start, end, clean]
         self._dirty = False
         groups = meter.groups
 
         def numbered(kind="long"):
             seq = next(counter)
-            self.pending.append(seq)
+            self.pending.append((seq, time.monotonic()))
             return list(groups(kind)) + [(SEQ_LABEL, "%09d" % seq)]
 
         meter.groups = numbered
@@ -84,7 +85,8 @@ class NumberedPtyMeter(PtyMeter):
             self._dirty = True
         for _ in range(data.count(ETX)):
             if self.pending:
-                self.completed.append([self.pending.popleft(), t, not self._dirty])
+                seq, start = self.pending.popleft()
+                self.completed.append([seq, start, t, not self._dirty])
             self._dirty = False
 
 
