@@ -21,7 +21,6 @@ import gzip
 import json
 import logging
 import os
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -247,7 +246,9 @@ class Spool:
                 os.replace(p, self.outbox / kind / name)
                 fsync_dir(self.outbox / kind)
                 made.append(self.outbox / kind / name)
-        shutil.rmtree(work)
+        for p in work.iterdir():  # only files live here (shutil would load bz2 and lzma)
+            p.unlink()
+        work.rmdir()
         fsync_dir(self.records_dir)
         return made
 

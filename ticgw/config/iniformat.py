@@ -9,7 +9,6 @@ Latin-1 when every character allows it (the server side expects ANSI files), els
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def write_atomic(path, data: bytes) -> None:
     target, and the directory is fsync'd so the rename itself is durable.
     """
     path = Path(path)
-    tmp = path.with_name(".%s.%s%s" % (path.name, secrets.token_hex(4), _TEMP_SUFFIX))
+    tmp = path.with_name(".%s.%s%s" % (path.name, os.urandom(4).hex(), _TEMP_SUFFIX))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
