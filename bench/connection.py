@@ -648,8 +648,8 @@ def report(outcomes: list[Outcome], how: str, sizes: dict[str, int], day: Day,
             # PASV, STOR and its 226 per file, then the safe-upload commands around it
             per_file = 3 * stors + sum(o.commands.get(v, 0) for v in (
                 "DELE", "SIZE", "RNFR", "RNTO"))
-            print("  %-17s   of which %d files uploaded at ~%.0f waits each (DELE stale .tmp, "
-                  "PASV, STOR, 226, SIZE .tmp, RNFR, RNTO, SIZE; TYPE when it changes)"
+            print("  %-17s   of which %d files uploaded at ~%.0f waits each (PASV, STOR, 226, "
+                  "SIZE .tmp, RNFR, RNTO; TYPE when it changes)"
                   % ("", stors, per_file / stors))
     if "netns" in how:
         print("\nslow link: +handshakes = one RTT (%.1f s) per TCP connection (control + "

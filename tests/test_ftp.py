@@ -200,6 +200,63 @@ def test_missing_directory_names_the_dir_and_the_setting(payload):
         assert not srv.path("/ALARM").exists()               # never created
 
 
+def test_missing_directory_is_checked_only_when_the_upload_fails(payload):
+    with FtpTestServer(omit=("/ALARM",)) as srv:
+        with session(srv) as ftp:
+            ftp.upload("DATA", payload)
+            with pytest.raises(FtpDirectoryMissing) as info:
+                ftp.upload("ALARM", payload)
+            # a second upload finds out the same way (a missing directory is not remembered)
+            with pytest.raises(FtpDirectoryMissing):
+                ftp.upload("ALARM", payload)
+        assert info.value.setting == "FTP_DirAlarm"
+        # No directory check before the DATA upload; for ALARM, one after the refused STOR.
+        alarm = [c for c in srv.commands if "/ALARM" in c]
+        tmp = f"/ALARM/{payload.name}.tmp"
+        assert alarm == ["STOR " + tmp, "MLST /ALARM", "STOR " + tmp, "MLST /ALARM"]
+        assert not any(c.startswith(("MLST /DATA", "CWD")) for c in srv.commands)
+        assert not srv.path("/ALARM").exists()
+
+
+def test_missing_directory_on_download_stat_list_and_delete(tmp_path):
+    with FtpTestServer(omit=("/BIN", "/CMD", "/DEF")) as srv:
+        retries = Retries()
+        with session(srv) as ftp:
+            with pytest.raises(FtpDirectoryMissing) as info:
+                ftp.download("BIN", "fw.bin", tmp_path / "fw.bin", on_retry=retries)
+            assert (info.value.kind, info.value.path) == ("BIN", "/BIN")
+            assert "FTP_DirBin" in str(info.value)
+            with pytest.raises(FtpDirectoryMissing) as info:
+                ftp.stat("CMD", "SITE_CMD.csv")
+            assert info.value.setting == "FTP_DirCmd"
+            with pytest.raises(FtpDirectoryMissing) as info:
+                ftp.delete("CMD", "SITE_CMD.csv", missing_ok=True)
+            with pytest.raises(FtpDirectoryMissing) as info:
+                ftp.listdir("DEF")
+            assert info.value.setting == "FTP_DirDef"
+            # a missing file in a directory that exists is still just a missing file
+            with pytest.raises(FtpFileMissing):
+                ftp.download("CONFIG", "SITE_config.ini", tmp_path / "c.ini")
+            assert ftp.stat("CONFIG", "SITE_config.ini") is None
+        assert retries.calls == []
+        assert not (tmp_path / "fw.bin").exists()
+        assert not any(srv.path(d).exists() for d in ("/BIN", "/CMD", "/DEF"))
+
+
+def test_missing_directory_without_mlst_is_found_by_cwd(payload):
+    with FtpTestServer(omit=("/ALARM", "/DEF")) as srv:
+        for verb in ("MLST", "MLSD"):
+            srv.fail_next_command(verb, "502 Command not implemented.", n=50)
+        with session(srv) as ftp:
+            with pytest.raises(FtpDirectoryMissing):
+                ftp.upload("ALARM", payload)
+            with pytest.raises(FtpDirectoryMissing):
+                ftp.listdir("DEF")
+            assert ftp.listdir("CONFIG") == []
+            ftp.upload("DATA", payload)
+        assert srv.path("/DATA/" + payload.name).read_bytes() == payload.read_bytes()
+
+
 def test_server_slower_than_the_timeout_fails_cleanly(server):
     server.delay_replies(3.0)                      # even the greeting is late
     started = time.monotonic()
@@ -355,13 +412,95 @@ def test_stats_count_commands_and_bytes(server, payload, tmp_path):
     assert 200 < stats["ctrl_bytes_received"] < 3000
 
 
-def test_a_second_upload_costs_eight_commands(server, payload):
+def test_a_second_upload_costs_five_commands(server, payload):
     with session(server) as ftp:
         ftp.upload("DATA", payload, remote_name="one")
         before = ftp.stats["commands"]
         ftp.upload("DATA", payload, remote_name="two")
-        # DELE stale tmp, PASV, STOR, SIZE, RNFR, RNTO, SIZE (TYPE I and the dir check are cached)
-        assert ftp.stats["commands"] - before == 7
+        # PASV, STOR, SIZE of the .tmp, RNFR, RNTO (TYPE I is sent once per session)
+        assert ftp.stats["commands"] - before == 5
+
+
+def _after_login(srv: FtpTestServer) -> list[str]:
+    """The commands after USER/PASS, without the final QUIT."""
+    cmds = srv.commands[srv.commands.index("PASS ******") + 1:]
+    return cmds[:-1] if cmds and cmds[-1] == "QUIT" else cmds
+
+
+def test_one_upload_costs_at_most_six_commands(server, payload):
+    with session(server) as ftp:
+        ftp.upload("DATA", payload)
+    cmds = _after_login(server)
+    assert len(cmds) <= 6
+    tmp = f"/DATA/{payload.name}.tmp"
+    assert cmds == ["TYPE I", "PASV", "STOR " + tmp, "SIZE " + tmp, "RNFR " + tmp,
+                    f"RNTO /DATA/{payload.name}"]
+
+
+def test_a_steady_connection_costs_few_commands(server, tmp_path):
+    # What the daily connection does when nothing but the day's files changed: an alarm file,
+    # no command file, the data file, the config and definition listings, the journal.
+    _fill_def_dir(server)
+    files = {}
+    for kind in ("ALARM", "DATA", "LOG"):
+        files[kind] = tmp_path / f"SITE_{kind}_261123_101500.csv.gz"
+        files[kind].write_bytes(os.urandom(2000))
+    with session(server) as ftp:
+        ftp.upload("ALARM", files["ALARM"])
+        assert ftp.stat("CMD", "SITE_CMD.csv") is None
+        ftp.upload("DATA", files["DATA"])
+        assert ftp.listdir("CONFIG") == []
+        assert len(ftp.listdir("DEF")) == 2
+        ftp.upload("LOG", files["LOG"])
+        per_upload = ftp.stats["commands"]
+        ftp.upload("DATA", files["DATA"], remote_name="again.csv.gz")
+        per_upload = ftp.stats["commands"] - per_upload
+    verbs = [c.split(" ", 1)[0] for c in _after_login(server)]
+    assert per_upload <= 6
+    # USER, PASS, TYPE I; 4 uploads x 5; MLST of the command file then of /CMD (not found:
+    # is the directory there?); 2 listings x (PASV, MLSD); QUIT
+    assert len(server.commands) == 2 + 1 + 4 * 5 + 2 + 2 * 2 + 1
+    assert verbs.count("TYPE") == 1                      # listings stay in binary mode
+    for verb in ("CWD", "PWD", "DELE", "LIST"):
+        assert verb not in verbs
+    # the only directory looked at is the one where something was not found
+    assert [c for c in server.commands if c.startswith("MLST")] == [
+        "MLST /CMD/SITE_CMD.csv", "MLST /CMD"]
+
+
+def test_mlsd_listing_is_received_in_binary_mode(server):
+    _fill_def_dir(server)
+    with session(server) as ftp:
+        ftp.listdir("DEF")
+        ftp.listdir("DEF")
+        assert ftp.stats["data_bytes_received"] > 0
+    assert "TYPE A" not in server.commands
+    assert _after_login(server) == ["TYPE I", "PASV", "MLSD /DEF", "PASV", "MLSD /DEF"]
+
+
+def test_stale_tmp_without_overwrite_right_is_removed_within_the_same_try(server, payload):
+    tmp = f"/DATA/{payload.name}.tmp"
+    server.path(tmp).write_bytes(b"half a file")
+    server.fail_next_command("STOR", "550 Permission denied: overwrite.")
+    retries = Retries()
+    with session(server) as ftp:
+        assert ftp.upload("DATA", payload, on_retry=retries) == 50_000
+    assert retries.calls == []
+    assert server.path("/DATA/" + payload.name).read_bytes() == payload.read_bytes()
+    assert listing(server, "/DATA") == [payload.name]
+    cmds = [c for c in _after_login(server) if c.split(" ", 1)[0] in ("STOR", "DELE", "MLST")]
+    assert cmds == ["STOR " + tmp, "MLST /DATA", "DELE " + tmp, "STOR " + tmp]
+
+
+def test_stor_refused_and_tmp_not_removable_fails_the_try(server, payload):
+    server.fail_next_command("STOR", "550 Permission denied.")
+    server.fail_next_command("DELE", "550 Permission denied.")
+    retries = Retries()
+    with session(server) as ftp:
+        ftp.upload("DATA", payload, on_retry=retries)
+    assert retries.counts == [(1, 3)]
+    assert str(retries.calls[0][2]).startswith("550 Permission denied.")
+    assert server.path("/DATA/" + payload.name).read_bytes() == payload.read_bytes()
 
 
 # --------------------------------------------------------------------------- settings

@@ -23,7 +23,14 @@ What the errors mean for the caller:
 - :class:`FtpFileMissing`: the remote file to fetch or delete is not there.
 
 Uploads go as ``name.tmp``, whose size on the server is checked before it is renamed to ``name``
-and again after, so a partial file only ever exists as ``.tmp``. Remote metadata comes from
+(a rename does not change the size), so a partial file only ever exists as ``.tmp``.
+
+Round trips are what a connection costs on a slow link (~600 ms each on GPRS), so each command
+here has a reason to exist: paths are absolute (no CWD), the session stays in binary mode
+(listings too), and configured directories are not checked up front: only when an operation
+in one of them fails with "not found" is the directory itself looked at, to tell "the directory
+is missing" (FtpDirectoryMissing) from "the file is". An upload is PASV, STOR, SIZE, RNFR, RNTO;
+a listing is PASV, MLSD. Remote metadata comes from
 MLST/MLSD (exact size, UTC modification time to the second) when the server has them, else from
 ftputil's parsing of ``LIST`` (coarser times: minutes, or days for old files); one session always
 uses the same source, so comparing a value with the one seen at the last connection is stable.
@@ -79,6 +86,11 @@ MIN_LINK_RATE = 1000.0
 BROKEN_DATA_REPLY_WAIT = 5.0
 
 _STATUS_LINE = re.compile(r"^\d{3}[ -]")
+#: Replies meaning "command not implemented / not for this argument": fall back to another way.
+_UNSUPPORTED = ("500", "502", "504")
+#: Replies by which a server refuses a path it cannot use: 550 (proftpd, pyftpdlib, most) or 553
+#: (vsftpd's "Could not create file" for a STOR into a missing directory or without the right).
+_REFUSED = ("550", "553")
 
 RetryCallback = Callable[[int, int, BaseException], None]
 
@@ -319,9 +331,11 @@ class FtpSession:
     def __init__(self, settings: FtpSettings):
         self.settings = settings
         self._ftp: ftplib.FTP | None = None
-        self._host: ftputil.FTPHost | None = None
+        self._ftputil: ftputil.FTPHost | None = None  # made on first use: see _host
         self._dead = False
-        self._checked_dirs: dict[str, str] = {}
+        # Kinds whose directory is known to exist on the server: checked, or used successfully
+        # in this session. A "not found" in one of them is then about the file, not the dir.
+        self._known_dirs: set[str] = set()
         self._has_mlst: bool | None = None   # None: not known yet
         self._has_size: bool | None = None
         self._stats = {
@@ -371,8 +385,6 @@ class FtpSession:
             if st.tls:
                 ftp.prot_p()
             ftp.set_pasv(st.passive)
-            host = ftputil.FTPHost(session_factory=_single_use_factory(ftp))
-            host.set_time_shift(0.0)  # LIST times are taken as UTC, like MLSD's
         except (ftplib.all_errors + (ftputil.error.FTPError, ssl.SSLError)) as err:
             if ftp is not None:
                 ftp.close()
@@ -381,7 +393,23 @@ class FtpSession:
                 reply = str(getattr(err, "strerror", "") or "").strip() or None
             raise FtpConnectError(f"FTP connection to {where} failed: {_describe(err)}",
                                   reply=reply) from err
-        self._ftp, self._host, self._dead = ftp, host, False
+        self._ftp, self._dead = ftp, False
+
+    @property
+    def _host(self) -> ftputil.FTPHost:
+        """ftputil on our session, for servers without MLST/MLSD (its LIST parsing).
+
+        Made on first use only: creating it sends PWD, a round trip that servers with MLST
+        never need."""
+        if self._ftputil is None:
+            host = ftputil.FTPHost(session_factory=_single_use_factory(self._ensure()))
+            host.set_time_shift(0.0)  # LIST times are taken as UTC, like MLSD's
+            self._ftputil = host
+        return self._ftputil
+
+    def _clear_stat_cache(self) -> None:
+        if self._ftputil is not None:
+            self._ftputil.stat_cache.clear()
 
     def close(self) -> None:
         """Say QUIT (briefly) and close. Safe to call twice."""
@@ -396,14 +424,14 @@ class FtpSession:
         self._drop()
 
     def _drop(self) -> None:
-        if self._host is not None:
+        if self._ftputil is not None:
             try:
-                self._host.close()
+                self._ftputil.close()
             except Exception:  # noqa: BLE001 - closing a broken session must not raise
                 pass
         if self._ftp is not None:
             self._ftp.close()
-        self._ftp = self._host = None
+        self._ftp = self._ftputil = None
         self._dead = False
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -436,13 +464,22 @@ class FtpSession:
 
     # ------------------------------------------------------------- directories
     def check_dir(self, kind: str) -> str:
-        """The remote directory of ``kind``; FtpDirectoryMissing if the server has no such dir."""
+        """The remote directory of ``kind``; FtpDirectoryMissing if the server has no such dir.
+
+        The other operations do not call this up front (a round trip per directory): they call
+        :meth:`_require_dir` when the server answers "not found" in that directory."""
         path = self.settings.dir(kind)
-        if kind in self._checked_dirs:
+        if kind in self._known_dirs:
             return path
         self._op(f"check {path}", self._check_dir, kind, path)
-        self._checked_dirs[kind] = path
+        self._known_dirs.add(kind)
         return path
+
+    def _require_dir(self, kind: str) -> None:
+        """After a "not found" in ``kind``'s directory: FtpDirectoryMissing if the directory
+        itself is missing; returns if it exists (so the reply was about the file)."""
+        if kind not in self._known_dirs:
+            self.check_dir(kind)
 
     def _check_dir(self, kind: str, path: str) -> None:
         ftp = self._ensure()
@@ -460,45 +497,90 @@ class FtpSession:
                 if kind_fact:
                     raise FtpDirectoryMissing(kind, path, f"{path} is not a directory")
                 # no type fact: ask with CWD below
+        back = self._host.getcwd()  # where ftputil believes the session is
         try:
             ftp.cwd(path)
         except ftplib.error_perm as err:
             raise FtpDirectoryMissing(kind, path, _reply_of(err)) from err
-        ftp.cwd(self._host.getcwd())  # back where ftputil believes the session is
+        ftp.cwd(back)
 
     # ----------------------------------------------------------------- listing
     def listdir(self, kind: str) -> list[RemoteFile]:
         """The regular files in ``kind``'s directory, sorted by name."""
-        path = self.check_dir(kind)
-        return self._op(f"list {path}", self._listdir, path)
+        path = self.settings.dir(kind)
+        files = self._op(f"list {path}", self._listdir, kind, path)
+        self._known_dirs.add(kind)
+        return files
 
-    def _listdir(self, path: str) -> list[RemoteFile]:
-        ftp = self._ensure()
+    def _listdir(self, kind: str, path: str) -> list[RemoteFile]:
+        self._ensure()
         files: list[RemoteFile] = []
         if self._has_mlst is not False:
             try:
-                for name, facts in ftp.mlsd(path):
+                entries = self._mlsd(path)
+            except ftplib.error_perm as err:
+                if _code(err) not in _UNSUPPORTED:
+                    # Listing the directory was refused (550, or 501 from pyftpdlib): is it
+                    # there at all? FtpDirectoryMissing if not, else this refusal stands.
+                    self._require_dir(kind)
+                    raise
+                self._has_mlst = False
+            else:
+                for name, facts in entries:
                     name = name.rsplit("/", 1)[-1]  # a few servers give full paths
                     if facts.get("type", "").lower() == "file" and name:
                         files.append(RemoteFile(name, int(facts.get("size", -1)),
                                                 _parse_mlst_time(facts.get("modify"))))
                 return sorted(files)
-            except ftplib.error_perm as err:
-                if _code(err) not in ("500", "502", "504"):
-                    raise
-                self._has_mlst = False
+        # No MLSD: ftputil's LIST parsing (it switches to TYPE A for the listing).
         host = self._host
         host.stat_cache.clear()
-        for name in host.listdir(path):
+        try:
+            names = host.listdir(path)
+        except ftputil.error.PermanentError:
+            self._require_dir(kind)
+            raise
+        for name in names:
             st = host.lstat(host.path.join(path, name))
             if _is_regular(st.st_mode):
                 files.append(RemoteFile(name, int(st.st_size), st.st_mtime))
         return sorted(files)
 
+    def _mlsd(self, path: str) -> list[tuple[str, dict[str, str]]]:
+        """MLSD ``path`` as (name, facts) pairs, facts with lower-case keys.
+
+        Received like a file, in binary mode, rather than with ftplib's mlsd(): its retrlines()
+        sends TYPE A first, and the next upload TYPE I again, two round trips per listing for
+        nothing (MLSD's format does not depend on the TYPE; lines end in CRLF either way)."""
+        chunks: list[bytes] = []
+        self._receive("MLSD " + path, chunks.append)
+        entries = []
+        for line in b"".join(chunks).decode(self._ftp.encoding, "replace").split("\n"):
+            line = line.rstrip("\r")
+            if not line:
+                continue
+            # RFC 3659: "fact=value;fact=value; name" (the name may contain spaces)
+            facts_text, _, name = line.partition(" ")
+            facts = {}
+            for fact in facts_text.split(";"):
+                key, sep, value = fact.partition("=")
+                if sep:
+                    facts[key.strip().lower()] = value
+            entries.append((name, facts))
+        return entries
+
     def stat(self, kind: str, name: str) -> tuple[int, float | None] | None:
-        """(size, mtime) of a regular file, None if there is no such file."""
-        path = _join(self.check_dir(kind), name)
-        return self._op(f"stat {path}", self._file_facts, path)
+        """(size, mtime) of a regular file, None if there is no such file.
+        FtpDirectoryMissing if the whole directory is missing."""
+        path = _join(self.settings.dir(kind), name)
+
+        def stat_():
+            facts = self._file_facts(path)
+            if facts is None:
+                self._require_dir(kind)  # "no such file" may mean "no such directory"
+            return facts
+
+        return self._op(f"stat {path}", stat_)
 
     def _file_facts(self, path: str) -> tuple[int, float | None] | None:
         self._ensure()
@@ -532,7 +614,7 @@ class FtpSession:
         try:
             resp = self._ftp.sendcmd("MLST " + path)
         except ftplib.error_perm as err:
-            if _code(err) in ("500", "502", "504"):
+            if _code(err) in _UNSUPPORTED:
                 self._has_mlst = False
                 raise _NotSupported from err
             self._last_missing_reply = _reply_of(err)
@@ -556,11 +638,11 @@ class FtpSession:
         """Size the server reports for ``path`` (SIZE, else MLST/LIST); None if missing."""
         ftp = self._ftp
         if self._has_size is not False:
-            ftp.voidcmd("TYPE I")  # some servers refuse SIZE in ASCII mode
+            ftp.voidcmd("TYPE I")  # some servers refuse SIZE in ASCII mode (cached: no command)
             try:
                 size = ftp.size(path)
             except ftplib.error_perm as err:
-                if _code(err) not in ("500", "502", "504"):
+                if _code(err) not in _UNSUPPORTED:
                     return None
                 self._has_size = False
             else:
@@ -575,27 +657,28 @@ class FtpSession:
                tries: int = 3, on_retry: RetryCallback | None = None) -> int:
         """Deposit a local file in ``kind``'s directory, safely; returns its size.
 
-        Each try: remove a stale ``name.tmp``, STOR ``name.tmp``, check its size on the server,
-        rename it to ``name``, check the size of ``name``. A failed try calls
-        ``on_retry(attempt, tries, error)`` (for "Erreur de transfert FTP : 1 sur 3"); the next
-        try reconnects first if the control connection died. After ``tries`` failures:
-        FtpTransferError. Out of space: FtpNoSpace at once (not retried). The local file is
-        never modified.
+        Each try: STOR ``name.tmp``, check its size on the server (SIZE), rename it to ``name``
+        (RNFR, RNTO). A failed try calls ``on_retry(attempt, tries, error)`` (for "Erreur de
+        transfert FTP : 1 sur 3"); the next try reconnects first if the control connection died.
+        After ``tries`` failures: FtpTransferError. Out of space: FtpNoSpace at once (not
+        retried). Directory missing: FtpDirectoryMissing at once. The local file is never
+        modified.
         """
         local_path = Path(local_path)
         name = remote_name or local_path.name
+        remote = _join(self.settings.dir(kind), name)
         size = local_path.stat().st_size  # FileNotFoundError: the caller's problem, not FTP's
         tries = max(1, tries)
         last: BaseException | None = None
         for attempt in range(1, tries + 1):
             try:
-                directory = self.check_dir(kind)  # may reconnect; FtpConnectError stops here
-                self._upload_once(local_path, _join(directory, name), size)
+                self._ensure()  # may reconnect; FtpConnectError stops here
+                self._upload_once(kind, local_path, remote, size)
                 self._stats["uploads"] += 1
                 return size
             except FtpNoSpace:
                 raise
-            except FtpTransferError as err:   # from check_dir on a broken link
+            except FtpTransferError as err:   # from a directory check on a broken link
                 last = err.error or err
             except (_SizeMismatch,) + ftplib.all_errors as err:
                 self._failed(err)
@@ -607,22 +690,28 @@ class FtpSession:
             f"upload of {name} to {self.settings.dir(kind)} failed after {tries} tries: "
             f"{_describe(last)}", name=name, attempts=tries, error=last) from last
 
-    def _upload_once(self, local_path: Path, remote: str, size: int) -> None:
-        ftp = self._ensure()
+    def _upload_once(self, kind: str, local_path: Path, remote: str, size: int) -> None:
         tmp = remote + TMP_SUFFIX
-        self._delete_quiet(tmp)
+        # 1. The data goes to name.tmp: a transfer cut short leaves at most a partial .tmp,
+        #    never a partial file under the real name. A .tmp left by an earlier try is simply
+        #    overwritten by the STOR (no DELE first, see _stor_tmp).
         try:
-            self._stor(local_path, tmp, size)
+            self._stor_tmp(kind, local_path, tmp, size)
         except ftplib.Error as err:
             if _is_no_space(err):
                 self._delete_quiet(tmp)
                 raise FtpNoSpace(f"no space on the FTP server for {remote}: {err}",
                                  reply=_reply_of(err)) from err
             raise
+        self._known_dirs.add(kind)  # a STOR worked there: the directory exists
+        # 2. The server's size of the .tmp must be what we sent: a "226" alone does not prove
+        #    the file arrived whole (a lossy link, a careless server). This is the one size
+        #    check of the upload: the rename below does not change the size.
         got = self._remote_size(tmp)
         if got != size:
             self._delete_quiet(tmp)
             raise _SizeMismatch(f"{tmp}: server has {got} bytes, sent {size}")
+        # 3. Only a complete file gets the real name.
         try:
             self._rename(tmp, remote)
         except ftplib.error_perm:
@@ -632,11 +721,29 @@ class FtpSession:
                 raise
             self._delete_quiet(remote)
             self._rename(tmp, remote)
-        if self._host is not None:
-            self._host.stat_cache.clear()
-        got = self._remote_size(remote)
-        if got != size:
-            raise _SizeMismatch(f"{remote}: server has {got} bytes after the rename, sent {size}")
+        self._clear_stat_cache()
+
+    def _stor_tmp(self, kind: str, local_path: Path, tmp: str, size: int) -> None:
+        """STOR ``tmp``; if the server refuses it, find out why (at most once per try)."""
+        try:
+            self._stor(local_path, tmp, size)
+            return
+        except ftplib.error_perm as err:
+            if _is_no_space(err) or _code(err) not in _REFUSED:
+                raise
+            refused = err
+        # Refused: the directory may be missing. It is checked now rather than before every
+        # upload (FtpDirectoryMissing if so, which is not retried).
+        self._require_dir(kind)
+        # The directory exists: maybe a stale .tmp from an earlier try that we may not
+        # overwrite (some servers give overwriting and deleting separate rights). Remove it
+        # and store once more, within this same try; if it cannot be removed either, the
+        # refusal stands.
+        try:
+            self._ftp.delete(tmp)
+        except ftplib.error_perm:
+            raise refused from None
+        self._stor(local_path, tmp, size)
 
     def _stor(self, local_path: Path, remote: str, size: int) -> None:
         # Why not ftputil's FTPHost.upload(): ftputil 5.2's FTPFile.close() waits only
@@ -644,9 +751,9 @@ class FtpSession:
         # On a slow link the tail of the file is still in the socket buffers then, the session
         # is torn down and the server keeps a truncated file while upload() reports success.
         # We STOR with ftplib and wait for the final reply for the normal timeout plus the time
-        # the whole file could take at MIN_LINK_RATE (the size checks then catch anything else).
+        # the whole file could take at MIN_LINK_RATE (the size check then catches anything else).
         ftp = self._ftp
-        ftp.voidcmd("TYPE I")
+        ftp.voidcmd("TYPE I")  # sent once per session: the session never leaves binary mode
         with open(local_path, "rb") as fh:
             conn = ftp.transfercmd("STOR " + remote)
             data_error = None
@@ -661,6 +768,28 @@ class FtpSession:
             finally:
                 conn.close()
         self._finish_transfer(data_error, self.settings.timeout + size / MIN_LINK_RATE)
+
+    def _receive(self, cmd: str, write: Callable[[bytes], object]) -> int:
+        """Run a transfer from the server (RETR, MLSD) in binary mode, passing the data to
+        ``write``; returns the byte count once the server confirmed the end."""
+        ftp = self._ftp
+        ftp.voidcmd("TYPE I")  # cached: no command once the session is binary
+        received = 0
+        conn = ftp.transfercmd(cmd)
+        data_error = None
+        try:
+            while data := conn.recv(BLOCK):
+                write(data)
+                received += len(data)
+                self._stats["data_bytes_received"] += len(data)
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        except OSError as err:
+            data_error = err
+        finally:
+            conn.close()
+        self._finish_transfer(data_error, self.settings.timeout)
+        return received
 
     def _finish_transfer(self, data_error: BaseException | None, wait: float) -> None:
         """Read the transfer's final reply; after a broken data connection, read it briefly
@@ -704,19 +833,23 @@ class FtpSession:
 
         The data goes to a temp file beside ``local_path``; its size must equal the size the
         server announced; it is fsynced and renamed over ``local_path`` (and the directory
-        fsynced). FtpFileMissing if the file is not on the server; FtpTransferError after
-        ``tries`` failed tries (``on_retry`` as for upload). ``local_path`` is untouched on failure.
+        fsynced). FtpFileMissing if the file is not on the server, FtpDirectoryMissing if its
+        directory is not; FtpTransferError after ``tries`` failed tries (``on_retry`` as for
+        upload). ``local_path`` is untouched on failure.
         """
         local_path = Path(local_path)
+        path = _join(self.settings.dir(kind), remote_name)
         tries = max(1, tries)
         last: BaseException | None = None
         for attempt in range(1, tries + 1):
             try:
-                path = _join(self.check_dir(kind), remote_name)
                 self._ensure()
+                # The announced size, for the size check of what arrives.
                 facts = self._file_facts(path)
                 if facts is None:
+                    self._require_dir(kind)  # FtpDirectoryMissing if the dir is the problem
                     raise FtpFileMissing(kind, path, self._last_missing_reply)
+                self._known_dirs.add(kind)
                 self._retr(path, local_path, facts[0])
                 self._stats["downloads"] += 1
                 return facts
@@ -733,28 +866,12 @@ class FtpSession:
             f"tries: {_describe(last)}", name=remote_name, attempts=tries, error=last) from last
 
     def _retr(self, remote: str, local_path: Path, expected: int) -> None:
-        ftp = self._ftp
         local_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=local_path.parent, prefix=f".{local_path.name}.",
                                         suffix=".part")
         try:
-            received = 0
             with os.fdopen(fd, "wb") as out:
-                ftp.voidcmd("TYPE I")
-                conn = ftp.transfercmd("RETR " + remote)
-                data_error = None
-                try:
-                    while data := conn.recv(BLOCK):
-                        out.write(data)
-                        received += len(data)
-                        self._stats["data_bytes_received"] += len(data)
-                    if isinstance(conn, ssl.SSLSocket):
-                        conn.unwrap()
-                except OSError as err:
-                    data_error = err
-                finally:
-                    conn.close()
-                self._finish_transfer(data_error, self.settings.timeout)
+                received = self._receive("RETR " + remote, out.write)
                 out.flush()
                 os.fsync(out.fileno())
             if expected >= 0 and received != expected:
@@ -773,8 +890,9 @@ class FtpSession:
     # ------------------------------------------------------------ delete/rename
     def delete(self, kind: str, name: str, missing_ok: bool = False) -> bool:
         """Remove a remote file. False if it was not there and ``missing_ok``; else
-        FtpFileMissing. A refusal (e.g. no delete right) is FtpTransferError."""
-        path = _join(self.check_dir(kind), name)
+        FtpFileMissing (FtpDirectoryMissing if its directory is missing). A refusal (e.g. no
+        delete right) is FtpTransferError."""
+        path = _join(self.settings.dir(kind), name)
 
         def dele():
             ftp = self._ensure()
@@ -782,20 +900,21 @@ class FtpSession:
                 ftp.delete(path)
             except ftplib.error_perm as err:
                 if self._file_facts(path) is None:
+                    self._require_dir(kind)
                     if missing_ok:
                         return False
                     raise FtpFileMissing(kind, path, _reply_of(err)) from err
                 raise
             finally:
-                if self._host is not None:
-                    self._host.stat_cache.clear()
+                self._clear_stat_cache()
+            self._known_dirs.add(kind)
             return True
 
         return self._op(f"delete {path}", dele)
 
     def rename(self, kind: str, old: str, new: str) -> None:
         """Rename a file inside ``kind``'s directory (over ``new`` if the server allows)."""
-        directory = self.check_dir(kind)
+        directory = self.settings.dir(kind)
         src, dst = _join(directory, old), _join(directory, new)
 
         def ren():
@@ -804,11 +923,12 @@ class FtpSession:
                 ftp.rename(src, dst)
             except ftplib.error_perm as err:
                 if _code(err) == "550" and self._file_facts(src) is None:
+                    self._require_dir(kind)
                     raise FtpFileMissing(kind, src, _reply_of(err)) from err
                 raise
             finally:
-                if self._host is not None:
-                    self._host.stat_cache.clear()
+                self._clear_stat_cache()
+            self._known_dirs.add(kind)
 
         self._op(f"rename {src} to {dst}", ren)
 
