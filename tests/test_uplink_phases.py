@@ -874,8 +874,11 @@ def test_definition_malformed_on_the_server_is_rejected(gw, bad):
     set_remote(gw.ftp, "/DEF/" + DEF_NAME, bad.encode(), mtime=remote.stat().st_mtime + 60)
     conn = gw.connection()
     assert conn.definitions() == "failed"
-    assert gw.new_messages(n) == ["Gestion des fichiers de définition...",
-                                  "Erreur de récupération du fichier de définition %s" % DEF_NAME]
+    rows = gw.new_messages(n)
+    assert rows[:2] == ["Gestion des fichiers de définition...",
+                        "Erreur de récupération du fichier de définition %s" % DEF_NAME]
+    assert len(rows) == 3 and rows[2].startswith("Fichier %s refusé : %s line " % (DEF_NAME,
+                                                                                   DEF_NAME))
     assert path.read_text() == DEFINITION
     assert not conn.restart_needed
     assert not [p for p in path.parent.iterdir() if p.name != DEF_NAME]  # no temp left

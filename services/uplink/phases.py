@@ -269,43 +269,89 @@ class Connection:
         return outcome
 
     def config(self) -> str:
-        self.journal("Gestion des fichiers de configuration ...")
-        if not self.check_config:
-            self.journal("Pas de changement de fichiers de configuration.")
-            return "done"
-        ftp = self._ftp()
-        marks = sync.Marks(self.data_dir / "state")
-        changed = failed = False
-        try:
-            remote = {n: sync.Remote(s, m) for n, s, m in ftp.listdir("CONFIG")}
-        except FtpError as e:
-            log.warning("config dir: %s", e)
-            self.journal("Erreur de connexion FTP")
-            return "failed"
-        names = self.settings.file_names()
-        uploaded = []
-        for kind in CONFIG_KINDS:
-            name = names[kind]
-            local_path = self.store.file_path(kind)
-            local = local_path.read_bytes() if local_path.exists() else None
-            action = sync.decide(name, local, remote.get(name), marks.get("config", name))
-            if action == sync.UPLOAD:
-                changed = True
-                if self._upload_synced("CONFIG", local_path, name, marks, "config",
-                                       "Dépôt du fichier de configuration %s",
-                                       "Erreur de dépôt du fichier de configuration %s"):
-                    uploaded.append(name)
-                else:
-                    failed = True
-            elif action == sync.DOWNLOAD:
-                changed = True
-                if not self._download_config(kind, name, remote[name], marks):
-                    failed = True
+        files = [(self.settings.file_names()[kind], self.store.file_path(kind))
+                 for kind in CONFIG_KINDS]
+        kind_of = {name: kind for (name, _), kind in zip(files, CONFIG_KINDS)}
+
+        def accept(name: str, content: bytes) -> None:
+            kind = kind_of[name]
+            problems = self.store.validate_text(kind, content.decode("latin-1"))
+            if problems:
+                for p in problems:
+                    log.error("rejected %s from the server: %s", name, p)
+                raise ValueError(str(problems[0]))
+            self.journal("Sauvegarde de la configuration...")
+            self.store.apply_text(kind, content)
+            self.settings = self.store.settings
+            self._confirm("CONFIGGLOBAL", name + ";")
+
+        outcome, uploaded = self._sync_dir("CONFIG", "config", "configuration", files, accept)
         if uploaded:
             self._confirm("UPLOADGLOBAL", ";".join(uploaded) + ";")
+        return outcome
+
+    def definitions(self) -> str:
+        def_dir = self.data_dir / "def"
+        local = {p.name for p in def_dir.glob("*.ini")} if def_dir.is_dir() else set()
+        # Definitions named in the daq file but not here yet are fetched when the server has them.
+        wanted = {t.def_file for t in self.settings.inputs if t.used and t.def_file}
+        files = [(name, def_dir / name) for name in sorted(local | wanted)]
+
+        def accept(name: str, content: bytes) -> None:
+            definitions.parse(name, content.decode("utf-8", "replace"))
+            def_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(def_dir / name, content)
+            self._confirm("CONFIGDEF", name)
+
+        outcome, _ = self._sync_dir("DEF", "def", "définition", files, accept)
+        return outcome
+
+    def _sync_dir(self, ftp_kind: str, mark_kind: str, label: str,
+                  files: list[tuple[str, Path]], accept) -> tuple[str, list[str]]:
+        """Sync local files with one server directory (DESIGN 7, sync.py).
+
+        `accept(name, content)` validates and applies a downloaded file; it raises (ValueError,
+        DefinitionError...) with the reason to reject it, and then nothing local changes.
+        `label` completes the manual's messages ("configuration" or "définition").
+        Returns the outcome and the names uploaded.
+        """
+        phase = "configuration" if ftp_kind == "CONFIG" else "définition"
+        self.journal("Gestion des fichiers de %s%s" % (
+            phase, " ..." if ftp_kind == "CONFIG" else "..."))
+        if not self.check_config:
+            self.journal("Pas de changement de fichiers de %s." % label)
+            return "done", []
+        ftp = self._ftp()
+        marks = sync.Marks(self.data_dir / "state")
+        try:
+            remote = {n: sync.Remote(size, mtime) for n, size, mtime in ftp.listdir(ftp_kind)}
+        except FtpError as e:
+            log.warning("%s dir: %s", ftp_kind, e)
+            self.journal("Erreur de connexion FTP")
+            return "failed", []
+        changed = failed = False
+        uploaded = []
+        for name, path in files:
+            local = path.read_bytes() if path.exists() else None
+            if local is None and name not in remote:
+                continue
+            action = sync.decide(name, local, remote.get(name), marks.get(mark_kind, name))
+            if action == sync.NOTHING:
+                continue
+            changed = True
+            if action == sync.UPLOAD:
+                ok = self._upload_synced(ftp_kind, path, name, marks, mark_kind,
+                                         "Dépôt du fichier de %s %%s" % label,
+                                         "Erreur de dépôt du fichier de %s %%s" % label)
+                if ok:
+                    uploaded.append(name)
+            else:
+                ok = self._download_synced(ftp_kind, name, remote[name], marks, mark_kind,
+                                           label, accept)
+            failed = failed or not ok
         if not changed:
-            self.journal("Pas de changement de fichiers de configuration.")
-        return "failed" if failed else "done"
+            self.journal("Pas de changement de fichiers de %s." % label)
+        return ("failed" if failed else "done"), uploaded
 
     def _upload_synced(self, kind, local_path, name, marks, mark_kind, ok_msg, err_msg) -> bool:
         ftp = self._ftp()
@@ -322,86 +368,28 @@ class Connection:
         self.journal(ok_msg % name)
         return True
 
-    def _download_config(self, kind, name, remote, marks) -> bool:
-        ftp = self._ftp()
+    def _download_synced(self, kind, name, remote, marks, mark_kind, label, accept) -> bool:
+        """Fetch a changed server file; the server wins once `accept` took it."""
+        error_msg = "Erreur de récupération du fichier de %s %s" % (label, name)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 local = Path(tmp) / name
-                ftp.download("CONFIG", name, local, on_retry=self._retry_journal)
+                self._ftp().download(kind, name, local, on_retry=self._retry_journal)
                 content = local.read_bytes()
         except FtpError as e:
             log.warning("%s: %s", name, e)
-            self.journal("Erreur de récupération du fichier de configuration %s" % name)
+            self.journal(error_msg)
             return False
-        problems = self.store.validate_text(kind, content.decode("latin-1"))
-        if problems:
-            for p in problems:
-                log.error("rejected %s from the server: %s", name, p)
-            self.journal("Erreur de récupération du fichier de configuration %s" % name)
-            self.journal("Fichier %s refusé : %s" % (name, problems[0]))
-            return False
-        self.journal("Sauvegarde de la configuration...")
-        self.store.apply_text(kind, content)
-        marks.set("config", name, remote, content)
-        self.journal("Récupération du fichier de configuration %s" % name)
-        self.restart_needed = True
-        self.settings = self.store.settings
-        self._confirm("CONFIGGLOBAL", name + ";")
-        return True
-
-    def definitions(self) -> str:
-        self.journal("Gestion des fichiers de définition...")
-        if not self.check_config:
-            self.journal("Pas de changement de fichiers de définition.")
-            return "done"
-        ftp = self._ftp()
-        def_dir = self.data_dir / "def"
-        marks = sync.Marks(self.data_dir / "state")
         try:
-            remote = {n: sync.Remote(s, m) for n, s, m in ftp.listdir("DEF")}
-        except FtpError as e:
-            log.warning("definition dir: %s", e)
-            self.journal("Erreur de connexion FTP")
-            return "failed"
-        changed = failed = False
-        local_names = sorted(p.name for p in def_dir.glob("*.ini")) if def_dir.is_dir() else []
-        wanted = [t.def_file for t in self.settings.inputs if t.used and t.def_file]
-        for name in sorted(set(local_names) | {n for n in wanted if n in remote}):
-            path = def_dir / name
-            local = path.read_bytes() if path.exists() else None
-            action = sync.decide(name, local, remote.get(name), marks.get("def", name))
-            if action == sync.UPLOAD:
-                changed = True
-                if not self._upload_synced("DEF", path, name, marks, "def",
-                                           "Dépôt du fichier de définition %s",
-                                           "Erreur de dépôt du fichier de définition %s"):
-                    failed = True
-            elif action == sync.DOWNLOAD:
-                changed = True
-                if not self._download_definition(name, remote[name], marks, def_dir):
-                    failed = True
-        if not changed:
-            self.journal("Pas de changement de fichiers de définition.")
-        return "failed" if failed else "done"
-
-    def _download_definition(self, name, remote, marks, def_dir: Path) -> bool:
-        ftp = self._ftp()
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(tmp) / name
-                ftp.download("DEF", name, local, on_retry=self._retry_journal)
-                content = local.read_bytes()
-            definitions.parse(name, content.decode("utf-8", "replace"))
-        except (FtpError, definitions.DefinitionError) as e:
-            log.warning("%s: %s", name, e)
-            self.journal("Erreur de récupération du fichier de définition %s" % name)
+            accept(name, content)
+        except Exception as e:
+            log.error("rejected %s from the server: %s", name, e)
+            self.journal(error_msg)
+            self.journal("Fichier %s refusé : %s" % (name, e))
             return False
-        def_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(def_dir / name, content)
-        marks.set("def", name, remote, content)
-        self.journal("Récupération du fichier de définition %s" % name)
+        marks.set(mark_kind, name, remote, content)
+        self.journal("Récupération du fichier de %s %s" % (label, name))
         self.restart_needed = True
-        self._confirm("CONFIGDEF", name)
         return True
 
     def logs(self) -> str:
