@@ -59,6 +59,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--baud", type=int, help="override the meter's line speed")
     p.add_argument("--sep", choices=("SP", "HT"), help="override the separator")
     p.add_argument("--tariff", choices=("BASE", "HC", "EJP", "TEMPO"), help="tariff option")
+    p.add_argument("--overload-every", type=_speed, metavar="SECONDS",
+                   help="an overload (ADPS, or a CBETM short-frame cycle) every SECONDS of "
+                        "simulated time, lasting 30 s")
     p.set_defaults(func=run)
     return p
 
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print("ticgw sim meter: %s" % e, file=sys.stderr)
         return 2
+    if getattr(args, "overload_every", None):
+        meter.schedule_overloads(args.overload_every, duration=30.0)
     stop = threading.Event()
 
     def on_signal(signum, frame):  # only record the request; the main loop stops

@@ -317,6 +317,10 @@ def run(args) -> int:
         except OSError as e:
             print("ticgw sim server: cannot start: %s" % e, file=sys.stderr)
             return 1
+        command_file = getattr(args, "command_file", None)
+        if command_file:
+            src = Path(command_file)
+            (Path(server.root) / "CMD" / src.name).write_bytes(src.read_bytes())
         try:
             print("FTP            %s  (user %s)" % (server.ftp_url, server.user))
             print("Web Services   %s  (WebService_Url)" % server.web_service_url)

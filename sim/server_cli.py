@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ntp-port", type=_port, default=12300, help="NTP port (default 12300)")
     p.add_argument("--user", default="ticgw", help="FTP user (default ticgw)")
     p.add_argument("--password", default="ticgw", help="FTP password (default ticgw)")
+    p.add_argument("--command-file", metavar="PATH",
+                   help="put a copy of this command file in /CMD at start (e.g. WEBDYN_CMD.csv)")
     p.add_argument("--ntp-offset", type=float, default=0.0,
                    help="seconds added to the time the NTP responder gives (default 0)")
 

@@ -373,6 +373,17 @@ def test_site_id_from_web_services(gw, tmp_path):
         assert "TICGW-334455_config.ini" in gw.server_files("/CONFIG")
 
 
+def test_version_is_announced_once_after_a_start(gw, tmp_path):
+    with DemoServer(tmp_path / "demo") as demo:
+        gw.store.update({"WebService_Enable": "1", "WebService_Url": demo.web_service_url})
+        first = gw.connection(webservices=WebServices(demo.web_service_url), send_version=True)
+        assert first.site_id() == "done"
+        later = gw.connection(webservices=WebServices(demo.web_service_url))
+        assert later.site_id() == "done"
+        rows = [r for r in demo.read_log() if r["service"] == "confirm"]
+        assert [(r["action"], r["action_comp"].split()[0]) for r in rows] == [("VERSION", "ticgw")]
+
+
 def test_site_id_skipped_unless_automatic_with_web_services(gw, tmp_path):
     with DemoServer(tmp_path / "demo") as demo:
         gw.store.update({"WebService_Enable": "1", "WebService_Url": demo.web_service_url})

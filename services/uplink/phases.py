@@ -32,7 +32,8 @@ class Connection:
 
     def __init__(self, *, settings, store, data_dir: Path, journal, clock, bus_call,
                  ntp_sync, webservices=None, reason: str = "", install: bool = False,
-                 ftp_factory=None, check_config: bool = True, mac: str = ""):
+                 ftp_factory=None, check_config: bool = True, mac: str = "",
+                 send_version: bool = False):
         self.settings = settings
         self.store = store
         self.data_dir = Path(data_dir)
@@ -46,6 +47,7 @@ class Connection:
         self.install = install           # install button: deposit the parameters file too
         self.check_config = check_config
         self.mac = mac
+        self.send_version = send_version  # confirm.php VERSION, first connection after a start
         self.ftp_factory = ftp_factory or (lambda s: FtpSession(FtpSettings.from_settings(s)))
         self.ftp: FtpSession | None = None
         self.effects = commands.Effects()
@@ -180,6 +182,10 @@ class Connection:
         return "done"
 
     def site_id(self) -> str:
+        if self.send_version:
+            # The first connection after a (re)start tells the server the software version.
+            from ticgw import __version__
+            self._confirm("VERSION", "ticgw %s" % __version__)
         if not (self.settings.site_id_auto and self.settings.web_service_enable and self.ws):
             return "done"
         self.journal("Récupération ID site...")

@@ -135,7 +135,9 @@ class UplinkService(Service):
             settings=self.settings, store=self.store, data_dir=self.data_dir,
             journal=self.journal, clock=self.clock, bus_call=self._worker_call,
             ntp_sync=ntp.sync, webservices=self._webservices(), reason=reason, install=install,
-            check_config=self._config_check_due(), mac=self._mac())
+            check_config=self._config_check_due(), mac=self._mac(),
+            send_version=not self._version_sent)
+        self._version_sent = True
         self.current.started = time.time()
         log.info("connection started (%s)", reason)
         self.publish("task.started", task="Connexion", reason=reason)
