@@ -91,6 +91,8 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
                 for e in events.of("spool.written") if e["ts"] < started}
     rows = {}
     for f in sorted((base / "server" / "DATA").glob("*.csv.gz")):
+        if "_TIC_P_" in f.name:  # the parameters file (GETPARAMS in the demo command file)
+            continue
         inp = None
         for line in gzip.decompress(f.read_bytes()).decode().split("\r\n"):
             if line.startswith("SNTIC;"):
@@ -102,3 +104,10 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
     for key, cols in reported.items():
         assert rows[key] == cols
     assert list((base / "server" / "LOG").glob("WEBDYN_*.log.gz"))
+    # the demo's command file was run and acknowledged, the parameters file deposited
+    acks = list((base / "server" / "CMD").glob("WEBDYN_ACK_*.csv"))
+    assert len(acks) == 1 and not (base / "server" / "CMD" / "WEBDYN_CMD.csv").exists()
+    assert [l.split(";")[2:] for l in acks[0].read_text().splitlines()] == [
+        ["GETPARAMS", "OK"], ["LOG", "OK"], ["FOO", "ERROR", "unknown command FOO"]]
+    assert list((base / "server" / "DATA").glob("WEBDYN_TIC_P_*.csv.gz"))
+    assert list((base / "server" / "LOG").glob("WEBDYN_*_debug.log.gz"))
