@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
+from operator import itemgetter
 from typing import NamedTuple
 
 STX, ETX, EOT, LF, CR, HT, SP = 0x02, 0x03, 0x04, 0x0A, 0x0D, 0x09, 0x20
@@ -243,23 +244,35 @@ def _malformed(body: bytes, reason: str) -> Group:
 
 
 
-# A whole frame of well-formed groups of one mode, as text (LF ... CR per group). When the frame
-# matches, every group is structurally sound and only checksums remain to be verified, which is
-# done for all groups at once; anything else takes the careful path, group by group.
-_HIST_FRAME = re.compile(r"(?:\n[!-~]{1,16} [ -~]{0,128} [ -_]\r)+")
+# One well-formed group of each mode, as text: LF, the checksum zone (captured: label SP value
+# in mode 1; label HT [horodate HT] value HT in mode 2), the checksum, CR. When the matches tile
+# the whole frame, every group is structurally sound and only checksums remain to be verified,
+# for all groups at once; anything else takes the careful path, group by group.
 _HIST_GROUPS = re.compile(r"\n(([!-~]{1,16}) ([ -~]{0,128})) ([ -_])\r")
-_STD_FRAME = re.compile(r"(?:\n[!-~]{1,16}\t(?:[EeHh ]\d{12}\t)?[ -~]{0,128}\t[ -_]\r)+")
 _STD_GROUPS = re.compile(r"\n(([!-~]{1,16})\t(?:([EeHh ]\d{12})\t)?([ -~]{0,128})\t)([ -_])\r")
+
+
+def _tiles(fields: list[tuple], text: str, extra: int) -> bool:
+    """Do the matches cover the whole text? Each match is one LF..CR group (no LF or CR can sit
+    inside one) of len(zone) + `extra` characters, and matches never overlap: when their lengths
+    add up to the text's, nothing lies between or around them."""
+    return bool(fields) and \
+        sum(map(len, map(_first, fields))) + extra * len(fields) == len(text)
 
 
 def parse_frame_body(body: bytes, mode: str = AUTO, complete: bool = True) -> Frame:
     """Decode the bytes between STX and ETX (both excluded) into a frame."""
     if complete:
         text = body.decode("latin-1")  # never fails; the patterns admit printable ASCII only
-        if mode != STANDARD and b"\t" not in body and _HIST_FRAME.fullmatch(text):
-            return _clean_frame(body, _HIST_GROUPS.findall(text), HISTORIC)
-        if mode != HISTORIC and _STD_FRAME.fullmatch(text):
-            return _clean_frame(body, _STD_GROUPS.findall(text), STANDARD)
+        if b"\t" not in body:
+            if mode != STANDARD:
+                fields = _HIST_GROUPS.findall(text)
+                if _tiles(fields, text, 4):  # LF, SP, checksum, CR around the zone
+                    return _clean_frame(body, fields, HISTORIC)
+        elif mode != HISTORIC:
+            fields = _STD_GROUPS.findall(text)
+            if _tiles(fields, text, 3):  # LF, checksum, CR around the zone
+                return _clean_frame(body, fields, STANDARD)
     return _parse_groups_slowly(body, mode, complete)
 
 
@@ -286,6 +299,7 @@ def _clean_frame(body: bytes, fields: list[tuple], mode: str) -> Frame:
 #: The checksum character of each value of (sum & 0x3F).
 _CHECKSUM_CHAR = tuple(chr(i + 0x20) for i in range(64))
 _make_group = partial(tuple.__new__, Group)
+_first = itemgetter(0)
 
 
 def _parse_groups_slowly(body: bytes, mode: str, complete: bool) -> Frame:

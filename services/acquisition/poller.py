@@ -20,7 +20,7 @@ import time
 
 log = logging.getLogger("acquisition.poller")
 
-BATCH_WAIT = 0.003
+BATCH_WAIT = 0.002
 _FRAME_ENDS = (0x03, 0x04)
 
 
