@@ -108,7 +108,10 @@ def main(argv=None, endpoints: eps.Endpoints | None = None) -> int:
         sec = os.environ.get("TICGW_BUS_CURVE_SECRET")
         if pub and sec:
             curve = eps.CurveKeys(pub, sec)
-        endpoints = eps.resolve(args.run, {"xsub": args.xsub, "xpub": args.xpub}, curve)
+        if args.xsub or args.xpub or curve:
+            endpoints = eps.resolve(args.run, {"xsub": args.xsub, "xpub": args.xpub}, curve)
+        else:  # the gateway's configuration (Bus_* keys), like every service
+            endpoints = eps.from_environment(args.run)
     ctx = zmq.Context()
     loop = Loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -104,3 +104,18 @@ def from_settings(settings, run=None) -> Endpoints:
     sec = getattr(settings, "bus_curve_secret_key", "") or ""
     curve = CurveKeys(pub, sec) if pub and sec else None
     return resolve(run, over, curve)
+
+
+def from_environment(run=None) -> Endpoints:
+    """The endpoints the gateway's services use: from the configuration under $TICGW_DATA
+    (Bus_* keys and CURVE keys) when there is one, else the ipc:// defaults of the run dir.
+    For the broker and the `ticgw bus` tools, which have no Settings of their own."""
+    import os
+    from pathlib import Path
+
+    data = Path(os.environ.get("TICGW_DATA", "var/data"))
+    if (data / "config").is_dir():
+        from ticgw.config import ConfigStore  # the config is above the bus: imported late
+
+        return from_settings(ConfigStore(data).settings, run)
+    return resolve(run)

@@ -71,7 +71,7 @@ def add_parser(subparsers) -> None:
 
 
 def _endpoints(args) -> eps.Endpoints:
-    return eps.resolve(args.run)
+    return eps.from_environment(args.run)
 
 
 def _deadline(seconds):
