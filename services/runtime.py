@@ -77,6 +77,23 @@ def setup_logging(name: str, level: str | int | None = None) -> logging.Logger:
     return logging.getLogger(name)
 
 
+def load_configuration(log: logging.Logger):
+    """The data dir ($TICGW_DATA, default var/data) and its configuration store. A bad file is
+    logged with its file, key and reason; the last good configuration (or the defaults) stays."""
+    from pathlib import Path
+
+    from ticgw.config import ConfigStore, describe
+
+    data_dir = Path(os.environ.get("TICGW_DATA", "var/data"))
+    store = ConfigStore(data_dir)
+    for problem in store.problems:
+        log.error("configuration: %s (the last good value stays in force)", problem)
+    log.info("data dir %s, site %s", data_dir, store.settings.site_id)
+    for line in describe(store.settings):
+        log.debug("config %s", line)
+    return data_dir, store
+
+
 def _version() -> str:
     try:
         from ticgw import __version__

@@ -76,4 +76,23 @@ def start_service(name: str, run_dir: Path, data_dir: Path, **env) -> subprocess
     return p
 
 
-__all__ = ["Events", "configure", "start_service", "start_broker", "stop_process", "wait_for"]
+def sealed_rows(data_dir: Path) -> dict:
+    """(input, time) -> [columns, ...] from every data file in a DATA directory (the gateway's
+    outbox or the server's), parameters files left out."""
+    import gzip
+
+    rows: dict = {}
+    for p in sorted(Path(data_dir).glob("*.csv.gz")):
+        if "_TIC_P_" in p.name:
+            continue
+        inp = None
+        for line in gzip.decompress(p.read_bytes()).decode().split("\r\n"):
+            if line.startswith("SNTIC;"):
+                inp = int(line.split(";")[2])
+            elif line and not line.startswith(("TypeTIC;", "nbVariable;")):
+                t, *cols = line.split(";")
+                rows.setdefault((inp, t), []).append(cols)
+    return rows
+
+
+__all__ = ["sealed_rows", "Events", "configure", "start_service", "start_broker", "stop_process", "wait_for"]

@@ -1,7 +1,6 @@
 """Crash safety: `kill -9` the acquisition service at random instants, many times, while it
 samples (and sometimes while it seals): every record it reported written is found exactly once in
 the sealed data files, and no record is ever sealed twice."""
-import gzip
 import random
 import signal
 import time
@@ -12,23 +11,9 @@ from bus import endpoints as eps
 from bus import envelope
 from bus.client import CommandClient
 from bus.testing import short_run_dir, start_broker, stop_process
-from gateway_helpers import Events, configure, start_service, wait_for
+from gateway_helpers import Events, configure, sealed_rows, start_service, wait_for
 
 CYCLES = 10
-
-
-def sealed_rows(data_dir):
-    """(input, time) -> list of columns, from every sealed data file."""
-    rows = {}
-    for p in sorted((data_dir / "outbox" / "DATA").glob("*.csv.gz")):
-        inp = None
-        for line in gzip.decompress(p.read_bytes()).decode().split("\r\n"):
-            if line.startswith("SNTIC;"):
-                inp = int(line.split(";")[2])
-            elif line and not line.startswith(("TypeTIC;", "nbVariable;")):
-                t, *cols = line.split(";")
-                rows.setdefault((inp, t), []).append(cols)
-    return rows
 
 
 def test_kill_9_never_loses_or_duplicates_a_reported_record(tmp_path):
@@ -68,7 +53,7 @@ def test_kill_9_never_loses_or_duplicates_a_reported_record(tmp_path):
         reported = {(e["data"]["input"], e["data"]["time"]): e["data"]["columns"]
                     for e in events.of("spool.written")}
         assert len(reported) >= CYCLES
-        rows = sealed_rows(data)
+        rows = sealed_rows(data / "outbox" / "DATA")
         dupes = {k: v for k, v in rows.items() if len(v) > 1}
         assert not dupes, "records sealed twice: %s" % list(dupes)[:5]
         missing = [k for k in reported if k not in rows]

@@ -1,7 +1,6 @@
 """End to end through Procfile.demo, as `make demo` runs it: three pty meters, the demo server,
 the broker, acquisition and uplink under honcho. `ticgw bus tap` shows the three meters' frames,
 and after a connection the server holds data files whose rows are exactly what was sampled."""
-import gzip
 import os
 import signal
 import socket
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from bus.testing import REPO, wait_for
-from gateway_helpers import Events
+from gateway_helpers import Events, sealed_rows
 from sim import demo
 
 
@@ -89,20 +88,10 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
     started = next(e["ts"] for e in events.of("task.started"))
     reported = {(e["data"]["input"], e["data"]["time"]): e["data"]["columns"]
                 for e in events.of("spool.written") if e["ts"] < started}
-    rows = {}
-    for f in sorted((base / "server" / "DATA").glob("*.csv.gz")):
-        if "_TIC_P_" in f.name:  # the parameters file (GETPARAMS in the demo command file)
-            continue
-        inp = None
-        for line in gzip.decompress(f.read_bytes()).decode().split("\r\n"):
-            if line.startswith("SNTIC;"):
-                inp = int(line.split(";")[2])
-            elif line and not line.startswith(("TypeTIC;", "nbVariable;")):
-                t, *cols = line.split(";")
-                rows[(inp, t)] = cols
+    rows = sealed_rows(base / "server" / "DATA")
     assert reported and set(reported) <= set(rows)
     for key, cols in reported.items():
-        assert rows[key] == cols
+        assert rows[key] == [cols]
     assert list((base / "server" / "LOG").glob("WEBDYN_*.log.gz"))
     # the demo's command file was run and acknowledged, the parameters file deposited
     acks = list((base / "server" / "CMD").glob("WEBDYN_ACK_*.csv"))
