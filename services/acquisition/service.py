@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import statecharts
+from bus.client import Deferred
 from bus.errors import CommandRefused
 from bus.tasklock import TaskBusy, TaskLock
 from services.runtime import Service
@@ -79,6 +80,7 @@ class AcquisitionService(Service):
         self.budget = int(settings.spool_max_mb) * 1024 * 1024
         self.probe_scale = probe_scale
         self.paused = False
+        self.sealing = False
         self.detect_lock = None
         self.detect_pending: set[int] = set()
         self.inputs: dict[int, Input] = {}
@@ -112,11 +114,27 @@ class AcquisitionService(Service):
             self._detection_over()
         return {"started": True, "inputs": sorted(self.inputs)}
 
-    def cmd_seal(self, params: dict) -> dict:
-        """Close the current records into upload files (start of a connection)."""
-        made = self.spool.seal()
-        self._enforce_budget()
-        return {"files": [p.name for p in made]}
+    def cmd_seal(self, params: dict):
+        """Close the current records into upload files (start of a connection). The record
+        files are switched on the loop; the files are built in a worker, and the reply comes
+        when they are in the outbox."""
+        if self.sealing:
+            raise CommandRefused("busy", "a seal is already being made")
+        works = self.spool.begin_seal()
+        self.sealing = True
+        reply = Deferred()
+
+        def done(outcome):
+            self.sealing = False
+            if isinstance(outcome, BaseException):
+                log.error("seal failed: %s (the records stay in the spool)", outcome)
+                reply.reject(outcome)
+                return
+            self._enforce_budget()
+            reply.resolve({"files": [p.name for p in outcome]})
+
+        self.run_in_thread(self.spool.finish_seals, works, on_done=done, name="seal")
+        return reply
 
     def cmd_pause(self, params: dict) -> dict:
         """Arrêt de l'acquisition de données: sampling goes on; records wait in the spool."""

@@ -180,10 +180,16 @@ class Spool:
 
     def seal(self) -> list[Path]:
         """Turn the current records into outbox files; return the files made."""
-        self.recover()
+        return self.finish_seals(self.begin_seal())
+
+    def begin_seal(self) -> list[Path]:
+        """The quick part, on the loop: move the current record files into a seal directory
+        (new records go to new files from here on). Returns the seal directories to finish:
+        this one and any a crash left."""
+        pending = sorted(p for p in self.records_dir.glob("seal-*") if p.is_dir())
         sources = [p for p in sorted(self.records_dir.glob("*.jsonl")) if p.stat().st_size]
         if not sources:
-            return []
+            return pending
         for lg in self._logs.values():
             lg.close()
         stamp = self._free_stamp()
@@ -193,7 +199,15 @@ class Spool:
             os.replace(p, work / p.name)
         fsync_dir(self.records_dir)
         fsync_dir(work)
-        return self._finish(work)
+        return pending + [work]
+
+    def finish_seals(self, works: list[Path]) -> list[Path]:
+        """The slow part (reading, compressing, fsync), safe in a worker thread while the loop
+        appends new records: build each seal directory's files and move them to the outbox."""
+        made = []
+        for work in works:
+            made += self._finish(work)
+        return made
 
     def recover(self) -> list[Path]:
         """Finish the seals a crash interrupted."""
