@@ -61,3 +61,20 @@ def test_journal_unsent_and_marks(tmp_path):
     # a journal cut short (rotated) is sent whole
     (tmp_path / "journal.log").write_text("01/05/24\t12:00:02\tX\n")
     assert j.unsent()[0] == b"01/05/24\t12:00:02\tX\n"
+
+
+def test_journal_sent_part_is_cut_back_when_it_grows(tmp_path):
+    from services.uplink.journal import Journal
+
+    j = Journal(tmp_path, clock=lambda: 1763900000.0)
+    j.MAX_BYTES = 2000
+    j.KEEP_SENT = 5
+    for i in range(100):
+        j("message %d" % i)
+    data, offset = j.unsent()
+    j.mark_sent(offset)
+    j("after the upload")
+    assert [r[2] for r in j.tail(50)] == ["message %d" % i for i in range(95, 100)] + [
+        "after the upload"]
+    data, offset = j.unsent()
+    assert data.decode().endswith("\tafter the upload\n") and data.count(b"\n") == 1

@@ -22,6 +22,10 @@ def stamp(t: float) -> tuple[str, str]:
 class Journal:
     """Thread-safe: phases write from their worker thread; `on_entry` is told of each entry."""
 
+    #: The journal is cut back (its sent part) once it grows past this size.
+    MAX_BYTES = 1_000_000
+    KEEP_SENT = 200
+
     def __init__(self, state_dir: Path, clock=time.time, on_entry=None):
         self.path = Path(state_dir) / "journal.log"
         self.mark_path = Path(state_dir) / "journal.mark"
@@ -65,9 +69,21 @@ class Journal:
         return data[start:], len(data)
 
     def mark_sent(self, offset: int) -> None:
-        tmp = self.mark_path.with_name(self.mark_path.name + ".tmp")
-        tmp.write_text(str(offset))
-        os.replace(tmp, self.mark_path)
+        """Entries up to `offset` have reached the server. Once the file passes MAX_BYTES, the
+        part already sent is cut down to its last KEEP_SENT entries (the web page's table)."""
+        with self._lock:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size > self.MAX_BYTES and offset <= size:
+                data = self.path.read_bytes()
+                sent, unsent = data[:offset], data[offset:]
+                kept = b"".join(sent.splitlines(keepends=True)[-self.KEEP_SENT:])
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_bytes(kept + unsent)
+                os.replace(tmp, self.path)
+                offset = len(kept)
+            tmp = self.mark_path.with_name(self.mark_path.name + ".tmp")
+            tmp.write_text(str(offset))
+            os.replace(tmp, self.mark_path)
 
     def _mark(self) -> int:
         try:
