@@ -95,4 +95,44 @@ def sealed_rows(data_dir: Path) -> dict:
     return rows
 
 
-__all__ = ["sealed_rows", "Events", "configure", "start_service", "start_broker", "stop_process", "wait_for"]
+class Scripted:
+    """An HTTP server answering every POST with ``status`` and ``body``; records the requests
+    (a Web Services server that misbehaves on purpose)."""
+
+    def __init__(self, status: int = 200, body: str = "00"):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status, self.body = status, body
+        self.requests: list[tuple[str, str, str]] = []  # (path, content type, body)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                outer.requests.append((self.path, self.headers.get("Content-Type"),
+                                       self.rfile.read(n).decode()))
+                data = outer.body.encode()
+                self.send_response(outer.status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.httpd.server_address[1]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+__all__ = ["Scripted", "sealed_rows", "Events", "configure", "start_service", "start_broker", "stop_process", "wait_for"]

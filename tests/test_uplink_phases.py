@@ -16,7 +16,6 @@ import os
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from services.uplink.webservices import WebServices
 from sim.ftp_server import FtpTestServer
 from sim.ntp_server import NtpResponder
 from sim.server import DemoServer
+from gateway_helpers import Scripted
 from statecharts.connection import PHASES
 from ticgw.clock import GatewayClock
 from ticgw.config import ConfigStore
@@ -185,40 +185,6 @@ def stored(server: FtpTestServer) -> list[str]:
 
 def no_tmp_left(server: FtpTestServer) -> bool:
     return not [p for p in server.root.rglob("*") if p.name.endswith(".tmp")]
-
-
-class Scripted:
-    """An HTTP server answering every POST with ``status`` and ``body``."""
-
-    def __init__(self, status: int, body: str):
-        outer = self
-        self.status, self.body = status, body
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                data = outer.body.encode()
-                self.send_response(outer.status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return "http://127.0.0.1:%d/" % self.httpd.server_address[1]
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -396,9 +362,9 @@ def test_site_id_skipped_unless_automatic_with_web_services(gw, tmp_path):
 def test_site_id_server_error(gw):
     bad = Scripted(500, "oops")
     try:
-        gw.store.update({"Site_IdAuto": "1", "WebService_Enable": "1", "WebService_Url": bad.url})
+        gw.store.update({"Site_IdAuto": "1", "WebService_Enable": "1", "WebService_Url": bad.url + "/"})
         before = gw.store.file_path("config").read_bytes()
-        conn = gw.connection(webservices=WebServices(bad.url, timeout=2))
+        conn = gw.connection(webservices=WebServices(bad.url + "/", timeout=2))
         assert conn.site_id() == "failed"
     finally:
         bad.close()
@@ -1018,8 +984,8 @@ def test_server_gone_midway_aborts_with_the_journal_right(gw):
 def test_site_id_refused_by_the_configuration(gw):
     bad = Scripted(200, "00##%s##" % ("A" * 50))  # a fine ID for Web Services, too long for us
     try:
-        gw.store.update({"Site_IdAuto": "1", "WebService_Enable": "1", "WebService_Url": bad.url})
-        conn = gw.connection(webservices=WebServices(bad.url, timeout=2))
+        gw.store.update({"Site_IdAuto": "1", "WebService_Enable": "1", "WebService_Url": bad.url + "/"})
+        conn = gw.connection(webservices=WebServices(bad.url + "/", timeout=2))
         assert conn.site_id() == "failed"
     finally:
         bad.close()

@@ -6,7 +6,6 @@ import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -15,46 +14,9 @@ from services.uplink.webservices import (WebServiceError, WebServices, encode_fo
                                          parse_reply, service_url)
 from sim.server import DemoServer
 
+from gateway_helpers import Scripted
+
 MAC = "00:1A:2B:3C:4D:5E"
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-class Scripted:
-    """An HTTP server answering every POST with ``status`` and ``body``; records the requests."""
-
-    def __init__(self, status: int = 200, body: str = "00"):
-        self.status, self.body = status, body
-        self.requests: list[tuple[str, str, str]] = []  # (path, content type, body)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.requests.append((self.path, self.headers.get("Content-Type"),
-                                       self.rfile.read(n).decode()))
-                data = outer.body.encode()
-                self.send_response(outer.status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return "http://127.0.0.1:%d" % self.httpd.server_address[1]
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
