@@ -28,29 +28,37 @@ def historic_stream(n: int) -> tuple[bytes, int]:
     return b"".join(frames), n
 
 
+def standard_frame(i: int, east: int, east_value: int | None = None) -> bytes:
+    """A Linky standard frame (38 groups, ~870 bytes); `i` moves the clock and the currents,
+    `east` the indexes; EAST shows `east_value` when given (the latency benchmark numbers its
+    frames there)."""
+    s = i % 60
+    return encode_frame([
+        ("ADSC", "041876012345"), ("VTIC", "02"), ("DATE", "", "H2501222229%02d" % s),
+        ("NGTF", "     TEMPO      "), ("LTARF", "    HP  BLEU    "),
+        ("EAST", "%09d" % (east if east_value is None else east_value)),
+        ("EASF01", "%09d" % (east // 2)), ("EASF02", "%09d" % (east - east // 2)),
+        ("EASF03", "000000000"), ("EASF04", "000000000"), ("EASF05", "000000000"),
+        ("EASF06", "000000000"), ("EASF07", "000000000"), ("EASF08", "000000000"),
+        ("EASF09", "000000000"), ("EASF10", "000000000"), ("EASD01", "%09d" % east),
+        ("EASD02", "000000000"), ("EASD03", "000000000"), ("EASD04", "000000000"),
+        ("IRMS1", "%03d" % (i % 30)), ("URMS1", "232"), ("PREF", "12"), ("PCOUP", "12"),
+        ("SINSTS", "%05d" % (i % 9000)), ("SMAXSN", "04230", "H250122061012"),
+        ("SMAXSN-1", "05120", "H250121193000"), ("CCASN", "01830", "H250122223000"),
+        ("CCASN-1", "01790", "H250122220000"), ("UMOY1", "231", "H250122222500"),
+        ("STGE", "013A0501"), ("MSG1", "PAS DE          MESSAGE         "),
+        ("PRM", "12345678901234"), ("RELAIS", "000"), ("NTARF", "02"), ("NJOURF", "00"),
+        ("NJOURF+1", "00"), ("PJOURF+1", "00004001 06004002 22004001 NONUTILE NONUTILE "
+                                        "NONUTILE NONUTILE NONUTILE NONUTILE NONUTILE NONUTILE")],
+        STANDARD)
+
+
 def standard_stream(n: int) -> tuple[bytes, int]:
-    frames = []
     east = 12345678
+    frames = []
     for i in range(n):
         east += 3
-        s = i % 60
-        frames.append(encode_frame([
-            ("ADSC", "041876012345"), ("VTIC", "02"), ("DATE", "", "H2501222229%02d" % s),
-            ("NGTF", "     TEMPO      "), ("LTARF", "    HP  BLEU    "), ("EAST", "%09d" % east),
-            ("EASF01", "%09d" % (east // 2)), ("EASF02", "%09d" % (east - east // 2)),
-            ("EASF03", "000000000"), ("EASF04", "000000000"), ("EASF05", "000000000"),
-            ("EASF06", "000000000"), ("EASF07", "000000000"), ("EASF08", "000000000"),
-            ("EASF09", "000000000"), ("EASF10", "000000000"), ("EASD01", "%09d" % east),
-            ("EASD02", "000000000"), ("EASD03", "000000000"), ("EASD04", "000000000"),
-            ("IRMS1", "%03d" % (i % 30)), ("URMS1", "232"), ("PREF", "12"), ("PCOUP", "12"),
-            ("SINSTS", "%05d" % (i % 9000)), ("SMAXSN", "04230", "H250122061012"),
-            ("SMAXSN-1", "05120", "H250121193000"), ("CCASN", "01830", "H250122223000"),
-            ("CCASN-1", "01790", "H250122220000"), ("UMOY1", "231", "H250122222500"),
-            ("STGE", "013A0501"), ("MSG1", "PAS DE          MESSAGE         "),
-            ("PRM", "12345678901234"), ("RELAIS", "000"), ("NTARF", "02"), ("NJOURF", "00"),
-            ("NJOURF+1", "00"), ("PJOURF+1", "00004001 06004002 22004001 NONUTILE NONUTILE "
-                                            "NONUTILE NONUTILE NONUTILE NONUTILE NONUTILE NONUTILE")],
-            STANDARD))
+        frames.append(standard_frame(i, east))
     return b"".join(frames), n
 
 

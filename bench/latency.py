@@ -38,6 +38,7 @@ from bus.testing import child_env, short_run_dir, wait_for
 from services.acquisition.codec import HISTORIC, STANDARD, encode_frame
 from tests.gateway_helpers import configure
 
+from . import codec as codec_bench
 from .acq_runner import Processes, machine, percentile
 
 N_PACED = 150          # per input: 300 paced frames in all
@@ -49,25 +50,8 @@ INPUTS = {1: ("standard", STANDARD, 9600), 2: ("historic", HISTORIC, 1200)}
 
 
 def standard_frame(seq: int) -> bytes:
-    east = 12000000 + seq
-    s = seq % 60
-    return encode_frame([
-        ("ADSC", "041876012345"), ("VTIC", "02"), ("DATE", "", "H2501222229%02d" % s),
-        ("NGTF", "     TEMPO      "), ("LTARF", "    HP  BLEU    "), ("EAST", "%09d" % seq),
-        ("EASF01", "%09d" % (east // 2)), ("EASF02", "%09d" % (east - east // 2)),
-        ("EASF03", "000000000"), ("EASF04", "000000000"), ("EASF05", "000000000"),
-        ("EASF06", "000000000"), ("EASF07", "000000000"), ("EASF08", "000000000"),
-        ("EASF09", "000000000"), ("EASF10", "000000000"), ("EASD01", "%09d" % east),
-        ("EASD02", "000000000"), ("EASD03", "000000000"), ("EASD04", "000000000"),
-        ("IRMS1", "%03d" % (seq % 30)), ("URMS1", "232"), ("PREF", "12"), ("PCOUP", "12"),
-        ("SINSTS", "%05d" % (seq % 9000)), ("SMAXSN", "04230", "H250122061012"),
-        ("SMAXSN-1", "05120", "H250121193000"), ("CCASN", "01830", "H250122223000"),
-        ("CCASN-1", "01790", "H250122220000"), ("UMOY1", "231", "H250122222500"),
-        ("STGE", "013A0501"), ("MSG1", "PAS DE          MESSAGE         "),
-        ("PRM", "12345678901234"), ("RELAIS", "000"), ("NTARF", "02"), ("NJOURF", "00"),
-        ("NJOURF+1", "00"), ("PJOURF+1", "00004001 06004002 22004001 NONUTILE NONUTILE "
-                                        "NONUTILE NONUTILE NONUTILE NONUTILE NONUTILE NONUTILE")],
-        STANDARD)
+    """The codec benchmark's Linky standard frame, numbered by `seq` in EAST."""
+    return codec_bench.standard_frame(seq, 12000000 + seq, east_value=seq)
 
 
 def historic_frame(seq: int) -> bytes:

@@ -11,6 +11,7 @@ The run dir comes from ``--run`` or ``$TICGW_RUN`` (default ``var/run``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import sys
 import time
@@ -92,34 +93,42 @@ def _json_default(value):
     return repr(value)
 
 
-# --- tap ------------------------------------------------------------------------------------
-
-def cmd_tap(args) -> int:
+@contextlib.contextmanager
+def _subscription(args):
+    """A subscriber to the topics named on the command line (all when none), closed after."""
     e = _endpoints(args)
     ctx = zmq.Context()
     sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
-    deadline = _deadline(args.seconds)
-    n = 0
     try:
-        while args.count is None or n < args.count:
-            wait = _left(deadline)
-            if wait is None:
-                break
-            got = sub.recv(timeout=wait)
-            if got is None:
-                continue
-            topic, env = got
-            n += 1
-            if args.json:
-                line = json.dumps(env, ensure_ascii=False, default=_json_default)
-            else:
-                line = messages.describe(env)
-            print(line, flush=True)
-    except KeyboardInterrupt:
-        pass
+        yield sub
     finally:
         sub.close()
         ctx.destroy(linger=0)
+
+
+# --- tap ------------------------------------------------------------------------------------
+
+def cmd_tap(args) -> int:
+    deadline = _deadline(args.seconds)
+    n = 0
+    with _subscription(args) as sub:
+        try:
+            while args.count is None or n < args.count:
+                wait = _left(deadline)
+                if wait is None:
+                    break
+                got = sub.recv(timeout=wait)
+                if got is None:
+                    continue
+                topic, env = got
+                n += 1
+                if args.json:
+                    line = json.dumps(env, ensure_ascii=False, default=_json_default)
+                else:
+                    line = messages.describe(env)
+                print(line, flush=True)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -180,28 +189,23 @@ def cmd_call(args) -> int:
 # --- stats ------------------------------------------------------------------------------------
 
 def cmd_stats(args) -> int:
-    e = _endpoints(args)
-    ctx = zmq.Context()
-    sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
     counts: collections.Counter = collections.Counter()
     sources: dict = {}
     t0 = time.monotonic()
     deadline = _deadline(args.seconds)
-    try:
-        while True:
-            wait = _left(deadline)
-            if wait is None:
-                break
-            got = sub.recv(timeout=wait)
-            if got is not None:
-                counts[got[0]] += 1
-                sources[got[0]] = got[1].get("src")
-    except KeyboardInterrupt:
-        pass
-    finally:
+    with _subscription(args) as sub:
+        try:
+            while True:
+                wait = _left(deadline)
+                if wait is None:
+                    break
+                got = sub.recv(timeout=wait)
+                if got is not None:
+                    counts[got[0]] += 1
+                    sources[got[0]] = got[1].get("src")
+        except KeyboardInterrupt:
+            pass
         elapsed = max(time.monotonic() - t0, 1e-9)
-        sub.close()
-        ctx.destroy(linger=0)
     print("%-28s %-12s %8s %8s %6s" % ("topic", "source", "events", "per s", "gaps"))
     for topic in sorted(counts):
         print("%-28s %-12s %8d %8.2f %6d" % (topic, sources.get(topic) or "?", counts[topic],
@@ -215,31 +219,24 @@ def cmd_stats(args) -> int:
 # --- record / replay -----------------------------------------------------------------------------
 
 def cmd_record(args) -> int:
-    e = _endpoints(args)
-    ctx = zmq.Context()
-    sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
     deadline = _deadline(args.seconds)
     n = 0
-    try:
-        with open(args.file, "wb") as f:
-            try:
-                while args.count is None or n < args.count:
-                    wait = _left(deadline)
-                    if wait is None:
-                        break
-                    if not sub.sock.poll(int(wait * 1000) + 1):
-                        continue
-                    got = sub.recv_raw_nowait()
-                    if got is None:
-                        continue
-                    f.write(msgpack.packb([time.time(), got[0], got[1]], use_bin_type=True))
-                    f.flush()
-                    n += 1
-            except KeyboardInterrupt:
-                pass
-    finally:
-        sub.close()
-        ctx.destroy(linger=0)
+    with _subscription(args) as sub, open(args.file, "wb") as f:
+        try:
+            while args.count is None or n < args.count:
+                wait = _left(deadline)
+                if wait is None:
+                    break
+                if not sub.sock.poll(int(wait * 1000) + 1):
+                    continue
+                got = sub.recv_raw_nowait()
+                if got is None:
+                    continue
+                f.write(msgpack.packb([time.time(), got[0], got[1]], use_bin_type=True))
+                f.flush()
+                n += 1
+        except KeyboardInterrupt:
+            pass
     print("recorded %d events to %s" % (n, args.file), file=sys.stderr)
     return 0
 
