@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from services.acquisition.codec import HISTORIC, STANDARD, FrameDecoder, encode_frame
+from tic.codec import HISTORIC, STANDARD, FrameDecoder, encode_frame
 
 N_FRAMES = 3000
 

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.acquisition import definitions
-from services.acquisition.codec import FrameDecoder
+from tic import definitions
+from tic.codec import FrameDecoder
 from services.acquisition.sampler import Sampler
 from services.acquisition.spool import Spool
 from sim.ftp_server import FtpTestServer

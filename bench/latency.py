@@ -35,7 +35,7 @@ import zmq
 from bus import endpoints as eps
 from bus.client import Subscriber
 from bus.testing import child_env, short_run_dir, wait_for
-from services.acquisition.codec import HISTORIC, STANDARD, encode_frame
+from tic.codec import HISTORIC, STANDARD, encode_frame
 from tests.gateway_helpers import configure
 
 from . import codec as codec_bench

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from services.acquisition.codec import FrameDecoder
-from services.acquisition.families import identify
+from tic.codec import FrameDecoder
+from tic.families import identify
 
 from .meters import FAMILIES, HISTORIC, LINKY, STANDARD, make_meter
 

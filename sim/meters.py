@@ -26,8 +26,8 @@ from collections import deque
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 
-from services.acquisition.codec import HISTORIC, STANDARD, encode_group, with_parity
-from services.acquisition.horodate import encode_stge
+from tic.codec import HISTORIC, STANDARD, encode_group, with_parity
+from tic.horodate import encode_stge
 
 HISTORIC_INTERVAL = 1.5
 STANDARD_INTERVAL = 1.1

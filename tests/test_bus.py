@@ -514,7 +514,7 @@ def bus_cli(*argv):
 
 
 def test_cli_parses_values():
-    from ticgw.bus_cmd import parse_params
+    from ticgw.cli.bus import parse_params
     assert parse_params(["a=1", "b=1.5", "c=true", "d=[1,2]", "e=hello world", "f=null",
                          'g={"k": "v"}', "h=0x1"]) == {
         "a": 1, "b": 1.5, "c": True, "d": [1, 2], "e": "hello world", "f": None,
@@ -556,7 +556,7 @@ def test_cli_record_replay_tap_stats(run_dir, ctx, tmp_path, capsys):
         wait_for(lambda: not t.is_alive(), 20.0,
                  step=lambda: (pub.publish("journal", message="m%d" % next(n)), time.sleep(0.02)))
         assert out == [0]
-        from ticgw.bus_cmd import read_recording
+        from ticgw.cli.bus import read_recording
         items = list(read_recording(rec))
         assert len(items) == 3 and all(topic == "journal" for _, topic, _ in items)
         assert envelope.unpack(items[0][2])["src"] == "uplink"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.acquisition.codec import FrameDecoder
-from services.acquisition.families import identify
+from tic.codec import FrameDecoder
+from tic.families import identify
 
 HERE = Path(__file__).parent / "fixtures" / "captures"
 EXPECTED = json.loads((HERE / "expected.json").read_text())

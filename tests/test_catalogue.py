@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from services.acquisition import catalogue as cat
-from services.acquisition.catalogue import (
+from tic import catalogue as cat
+from tic.catalogue import (
     FAMILIES,
     FAMILY_DESCRIPTIONS,
     HISTORIC_LINKY_SET,

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from services.acquisition.codec import (
+from tic.codec import (
     HISTORIC, STANDARD, FrameDecoder, checksum, encode_frame, encode_group, parse_group,
     with_parity,
 )

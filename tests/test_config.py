@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from ticgw import config_cmd
+from ticgw.cli import config as config_cmd
 from ticgw.config import (BY_NAME, DECLARED, DEFAULT_PASSWORD_HASH, KEYS, KINDS, MASK, ConfigError,
                           ConfigStore, check_password, defaults, describe, hash_password,
                           key_table_markdown, load, render, write_atomic)

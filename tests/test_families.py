@@ -3,8 +3,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from services.acquisition.families import identify, type_code
-from services.acquisition.horodate import decode_stge, encode_stge, parse_horodate
+from tic.families import identify, type_code
+from tic.horodate import decode_stge, encode_stge, parse_horodate
 
 CBE = {"ADCO": "021528603314", "OPTARIF": "HC..", "ISOUSC": "45", "IINST": "009"}
 

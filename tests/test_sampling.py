@@ -1,8 +1,8 @@
 """Definition files and sampling per action code; alarms on change and on overload."""
 import pytest
 
-from services.acquisition import definitions
-from services.acquisition.definitions import Definition, DefinitionError, Variable, parse
+from tic import definitions
+from tic.definitions import Definition, DefinitionError, Variable, parse
 from services.acquisition.sampler import Sampler
 
 DEF = Definition("S_TIC_T.ini", (

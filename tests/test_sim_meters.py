@@ -5,9 +5,9 @@ from datetime import datetime
 
 import pytest
 
-from services.acquisition.codec import HISTORIC, STANDARD, FrameDecoder
-from services.acquisition.families import identify, type_code
-from services.acquisition.horodate import decode_stge, parse_horodate
+from tic.codec import HISTORIC, STANDARD, FrameDecoder
+from tic.families import identify, type_code
+from tic.horodate import decode_stge, parse_horodate
 from sim import demo_stream
 from sim.meters import (BLANC, BLEU, FAMILIES, FAMILY_DEFAULTS, LINKY, ROUGE, Corruption, Injected,
                         Meter, make_meter, season)

@@ -6,8 +6,8 @@ import time
 import pytest
 import serial
 
-from services.acquisition.codec import FrameDecoder
-from services.acquisition.families import identify
+from tic.codec import FrameDecoder
+from tic.families import identify
 from sim.meters import make_meter
 from sim.pty_meter import PtyMeter, reader_settings
 

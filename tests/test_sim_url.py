@@ -5,8 +5,8 @@ import pytest
 import serial
 
 import sim
-from services.acquisition.codec import FrameDecoder
-from services.acquisition.families import identify
+from tic.codec import FrameDecoder
+from tic.families import identify
 from sim.protocol_ticsim import parse_url
 
 sim.register()

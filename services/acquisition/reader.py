@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import serial
 
-from .codec import AUTO, FrameDecoder
-from .families import Identity, identify
+from tic.codec import AUTO, FrameDecoder
+from tic.families import Identity, identify
 
 log = logging.getLogger("acquisition.reader")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .definitions import Definition
+from tic.definitions import Definition
 
 _NUMBER = re.compile(r"\s*([+-]?\d+(?:[.,]\d+)?)")
 

@@ -21,8 +21,8 @@ from services.runtime import Service
 from ticgw.clock import GatewayClock
 from ticgw.config import Settings
 
-from . import catalogue, definitions
-from .definitions import Definition, DefinitionError
+from tic import catalogue, definitions
+from tic.definitions import Definition, DefinitionError
 from .poller import LinePoller
 from .reader import Detection, InputReader, register_url_handlers
 from .sampler import Alarm, Sampler

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.acquisition import definitions
+from tic import definitions
 from services.acquisition.spool import name_stamp, row_time, write_atomic
 
 from . import commands, sync

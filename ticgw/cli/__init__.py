@@ -6,10 +6,10 @@ import importlib
 import logging
 import sys
 
-from . import __version__
+from ticgw import __version__
 
 #: Sub-command modules; each has add_parser(subparsers), which sets args.func.
-COMMANDS = ("ticgw.decode", "ticgw.config_cmd", "ticgw.statecharts_cmd", "ticgw.bus_cmd")
+COMMANDS = ("ticgw.cli.decode", "ticgw.cli.config", "ticgw.cli.statecharts", "ticgw.cli.bus")
 #: Command groups: `ticgw sim meter ...`; each module adds its commands under the group.
 GROUPS = {"sim": ("simulators (meters, modem, server)", ("sim.cli", "sim.server_cli"))}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from services.acquisition.codec import AUTO, MODES, FrameDecoder
-from services.acquisition.families import identify
+from tic.codec import AUTO, MODES, FrameDecoder
+from tic.families import identify
 
 CHUNK = 65536
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .config import config_dir_of, describe, key_table_markdown, read_dir
+from ticgw.config import config_dir_of, describe, key_table_markdown, read_dir
 
 
 def add_parser(subparsers) -> None:
