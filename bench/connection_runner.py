@@ -28,7 +28,7 @@ from pathlib import Path
 from services.acquisition.spool import Spool
 from services.uplink import ntp
 from services.uplink.ftp import FtpConnectError, FtpError, FtpSession, FtpSettings
-from services.uplink.journal import Journal
+from ticgw.journal import Journal
 from services.uplink.phases import Connection
 from statecharts.connection import PHASES
 from ticgw.clock import GatewayClock

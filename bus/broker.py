@@ -1,4 +1,5 @@
-"""The event broker: an XSUB/XPUB proxy (``python -m bus.broker``).
+"""The event broker: an XSUB/XPUB proxy (``python -m bus.broker``; the gateway starts it as
+``ticgw bus broker``, which takes its endpoints from the configuration).
 
 Publishers connect to the XSUB side, subscribers to the XPUB side; subscriptions flow upstream
 so publishers only send what someone wants. The proxy runs on the bus loop rather than in
@@ -108,10 +109,9 @@ def main(argv=None, endpoints: eps.Endpoints | None = None) -> int:
         sec = os.environ.get("TICGW_BUS_CURVE_SECRET")
         if pub and sec:
             curve = eps.CurveKeys(pub, sec)
-        if args.xsub or args.xpub or curve:
-            endpoints = eps.resolve(args.run, {"xsub": args.xsub, "xpub": args.xpub}, curve)
-        else:  # the gateway's configuration (Bus_* keys), like every service
-            endpoints = eps.from_environment(args.run)
+        # the bare bus: the run dir's ipc:// defaults unless told otherwise (the gateway's own
+        # entry, `ticgw bus broker`, reads the Bus_* keys of its configuration)
+        endpoints = eps.resolve(args.run, {"xsub": args.xsub, "xpub": args.xpub}, curve)
     ctx = zmq.Context()
     loop = Loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

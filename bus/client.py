@@ -31,20 +31,6 @@ log = logging.getLogger("bus.client")
 #: Seconds between two attempts to send an async request while its server is not connected.
 ASYNC_RETRY = 0.02
 
-__version__ = None
-
-
-def _package_version() -> str:
-    global __version__
-    if __version__ is None:
-        try:
-            from ticgw import __version__ as v
-        except Exception:           # the bus does not need the rest of the package
-            v = "unknown"
-        __version__ = v
-    return __version__
-
-
 # --- events ---------------------------------------------------------------------------------
 
 class Publisher:
@@ -569,7 +555,7 @@ def hello(client: CommandClient, service: str, timeout: float = 2.0) -> dict:
     return info
 
 
-def ping_result(service: str) -> dict:
-    """What a service answers to ``ping``."""
+def ping_result(service: str, version: str = "unknown") -> dict:
+    """What a service answers to ``ping`` (``version``: its software's)."""
     return {"pong": True, "service": service, "pid": os.getpid(),
-            "version": _package_version(), "protocol": envelope.PROTOCOL}
+            "version": version, "protocol": envelope.PROTOCOL}

@@ -5,15 +5,14 @@ Defaults are ``ipc://<run dir>/bus-xsub``, ``ipc://<run dir>/bus-xpub`` and
 ``var/run``, and is created if missing. Any endpoint may be overridden (``{"xsub": ...}``, or the
 configuration's names ``Bus_Xsub``, ``Bus_Acquisition``...). A ``tcp://`` endpoint uses CURVE:
 every process of the gateway shares one Z85 keypair (:class:`CurveKeys`); servers admit only that
-public key.
+public key. The bus knows no service by name: callers pass the names they may override
+(``ticgw.gateway`` passes the registry's, and reads the configuration).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from .messages import SERVICES
 
 DEFAULT_RUN_DIR = "var/run"
 
@@ -77,10 +76,15 @@ class Endpoints:
 
 
 def resolve(run=None, overrides: dict | None = None, curve: CurveKeys | None = None,
-            services=SERVICES) -> Endpoints:
-    """Endpoints from the run dir and optional overrides (empty values are ignored)."""
+            services=None) -> Endpoints:
+    """Endpoints from the run dir and optional overrides (empty values are ignored).
+
+    ``services``: the names whose command endpoint may be overridden (and is checked now);
+    None accepts any name. Any other service gets ``ipc://<run dir>/<name>.cmd`` when asked."""
     rd = run_dir(run).resolve()
     over = {_norm(k): v for k, v in (overrides or {}).items() if v}
+    if services is None:
+        services = [k for k in over if k not in ("xsub", "xpub")]
     unknown = set(over) - {"xsub", "xpub", *services}
     if unknown:
         raise ValueError("unknown bus endpoint(s): %s" % ", ".join(sorted(unknown)))
@@ -95,27 +99,3 @@ def resolve(run=None, overrides: dict | None = None, curve: CurveKeys | None = N
     for ep in result.all().values():
         result.keys_for(ep)         # tcp:// without keys fails here, at start
     return result
-
-
-def from_settings(settings, run=None) -> Endpoints:
-    """Endpoints from a ``ticgw.config.Settings`` (fields ``bus_xsub``... and the CURVE keys)."""
-    over = {name: getattr(settings, "bus_" + name, "") for name in ("xsub", "xpub", *SERVICES)}
-    pub = getattr(settings, "bus_curve_public_key", "") or ""
-    sec = getattr(settings, "bus_curve_secret_key", "") or ""
-    curve = CurveKeys(pub, sec) if pub and sec else None
-    return resolve(run, over, curve)
-
-
-def from_environment(run=None) -> Endpoints:
-    """The endpoints the gateway's services use: from the configuration under $TICGW_DATA
-    (Bus_* keys and CURVE keys) when there is one, else the ipc:// defaults of the run dir.
-    For the broker and the `ticgw bus` tools, which have no Settings of their own."""
-    import os
-    from pathlib import Path
-
-    data = Path(os.environ.get("TICGW_DATA", "var/data"))
-    if (data / "config").is_dir():
-        from ticgw.config import ConfigStore  # the config is above the bus: imported late
-
-        return from_settings(ConfigStore(data).settings, run)
-    return resolve(run)

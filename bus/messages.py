@@ -1,12 +1,17 @@
-"""Every message of the bus, declared once: topics with their data fields, commands with their
-parameters and results (DESIGN.md section 3). Senders build events with :func:`event` (which
-checks the field names), receivers and ``ticgw bus tap`` read them with :func:`lookup_topic` and
-:func:`describe`.
+"""Every message of the bus, declared once, with its fields (DESIGN.md section 3).
 
-Topic patterns may hold placeholders: ``<svc>`` (a service name) and ``<n>`` (a TIC input
-number), e.g. ``tic.<n>.frame`` matches ``tic.2.frame``. A field's doc says what it holds; every
-field is optional unless the topic lists it in ``required``. ``open`` topics (``<svc>.status``)
-accept any field: their content is the service's own snapshot.
+This module holds the declaration machinery and the messages every service shares: its machines'
+states, its status, journal rows, configuration changes, tasks, alarms, and the commands every
+service answers. A service's own topics and commands are declared in its entry of the service
+registry (``ticgw/registry.py``), which hands them to :func:`declare` when it is imported; the bus
+itself knows no service by name.
+
+Senders build events with :func:`event` (which checks the field names), receivers and ``ticgw bus
+tap`` read them with :func:`lookup_topic` and :func:`describe`. Topic patterns may hold
+placeholders: ``<svc>`` (a declared service) and ``<n>`` (a TIC input number), e.g.
+``tic.<n>.frame`` matches ``tic.2.frame``. A field's doc says what it holds; every field is
+optional unless the topic lists it in ``required``. ``open`` topics (``<svc>.status``) accept any
+field: their content is the service's own snapshot.
 """
 from __future__ import annotations
 
@@ -16,9 +21,6 @@ import time
 from dataclasses import dataclass, field
 
 from . import envelope
-
-#: Services on the bus (``broker`` publishes nothing but may be named in tooling).
-SERVICES = ("acquisition", "modem", "uplink", "web")
 
 
 @dataclass(frozen=True)
@@ -40,68 +42,46 @@ class Command:
     result: dict = field(default_factory=dict)
 
 
-def _t(pattern, doc, fields, src=(), required=(), open=False) -> Topic:
+def topic(pattern, doc, fields, src=(), required=(), open=False) -> Topic:
+    """A topic declaration (``src``: who publishes it, ``()`` for any service)."""
     return Topic(pattern, doc, dict(fields), tuple(src), tuple(required), open)
 
 
-_ALL = SERVICES
+_t = topic
+
+#: Services declared so far (their names match ``<svc>``), in declaration order.
+SERVICES: list[str] = []
 
 TOPICS: dict[str, Topic] = {t.pattern: t for t in (
     _t("<svc>.state", "a state machine of the service changed state (or was re-published)",
        {"machine": "machine name: activity, tic_input.1, modem, connection...",
         "state": "state entered", "previous": "state left (None when re-published)",
-        "trigger": "trigger that fired ('republish' when re-published)"},
-       _ALL, required=("machine", "state")),
+        "trigger": "trigger that fired ('republish' when re-published)",
+        "error": "the exception that sent the machine to its fault path, if it did"},
+       required=("machine", "state")),
     _t("<svc>.status", "periodic snapshot of what the service's supervision page shows",
        {"service": "service name", "activity": "gateway-activity state",
         "led": "ACTIVITY LED pattern", "pid": "process id", "uptime": "seconds since start",
         "version": "ticgw version", "protocol": "bus protocol major"},
-       _ALL, open=True),
-    _t("tic.<n>.frame", "one TIC frame decoded on input n",
-       {"input": "input number (1-based)", "mode": "historic or standard",
-        "complete": "frame had its start and end marks",
-        "groups": "[label, value, horodate, checksum_ok] per group",
-        "checksum_errors": "groups with a bad checksum", "errors": "decoder errors (list)"},
-       ("acquisition",), required=("input",)),
-    _t("tic.<n>.detected", "a meter was identified on input n",
-       {"input": "input number", "family": "meter family (catalogue)",
-        "mode": "historic or standard", "baud": "line speed", "serial": "meter serial number",
-        "definition": "definition file used", "variables": "labels seen at detection"},
-       ("acquisition",), required=("input",)),
-    _t("tic.<n>.lost", "no valid frame on input n for the loss delay",
-       {"input": "input number", "since": "epoch seconds the meter was declared lost"},
-       ("acquisition",), required=("input",)),
-    _t("tic.<n>.found", "valid frames again on input n after a loss",
-       {"input": "input number", "since": "epoch seconds it had been lost since"},
-       ("acquisition",), required=("input",)),
-    _t("alarm.raised", "an alarm was raised",
+       open=True),
+    _t("alarm.raised", "an alarm was raised (and is on disk)",
        {"code": "alarm code", "source": "TIC1..3, GATEWAY, MODEM...", "detail": "value or text",
-        "seq": "record sequence number in the spool"},
-       ("acquisition", "modem", "uplink"), required=("code",)),
-    _t("alarm.cleared", "an alarm was cleared",
+        "seq": "record sequence number in the spool"}, required=("code",)),
+    _t("alarm.cleared", "an alarm was cleared (and is on disk)",
        {"code": "alarm code", "source": "TIC1..3, GATEWAY, MODEM...", "detail": "value or text",
-        "seq": "record sequence number in the spool"},
-       ("acquisition", "modem", "uplink"), required=("code",)),
-    _t("journal", "a row of the manual's Connexion table, verbatim",
+        "seq": "record sequence number in the spool"}, required=("code",)),
+    _t("journal", "a row of the manual's Connexion table, verbatim (already in the journal file)",
        {"time": "epoch seconds (shown as GMT)", "message": "the row's text (French)"},
-       _ALL, required=("message",)),
+       required=("message",)),
     _t("config.changed", "configuration files were written",
-       {"files": "file names written", "by": "who wrote them (web, server, cli)"},
-       _ALL, required=("files",)),
+       {"files": "file names written", "by": "who wrote them (web, server, command, detection)"},
+       required=("files",)),
     _t("task.started", "a task began (Détection, Connexion, Mise à jour)",
-       {"task": "task name", "reason": "why it started (button, schedule, alarm, command)"},
-       _ALL, required=("task",)),
+       {"task": "task name", "reason": "why it started (button, schedule, alarm, command, boot)"},
+       required=("task",)),
     _t("task.ended", "a task ended",
        {"task": "task name", "outcome": "ok, failed, nothing...", "detail": "why, if not ok"},
-       _ALL, required=("task",)),
-    _t("spool.written", "records were appended to the spool",
-       {"input": "input number", "count": "records written", "seq": "last record sequence",
-        "time": "sample time as written in the record", "columns": "the record's values"},
-       ("acquisition",)),
-    _t("connection.phase", "a phase of the uplink connection ended (DESIGN section 5)",
-       {"phase": "phase name", "outcome": "ok, nothing or failed", "detail": "why, if failed",
-        "files": "files moved in this phase"},
-       ("uplink",), required=("phase",)),
+       required=("task",)),
 )}
 
 _COMMON = (
@@ -109,35 +89,33 @@ _COMMON = (
             "states as <svc>.state", {}, {"*": "the same fields as <svc>.status"}),
     Command("*", "restart", "reply, stop cleanly, then re-execute the process (os.execv)",
             {}, {"restarting": "true"}),
+    Command("*", "reboot", "restart the whole gateway: every service, in the registry's order, "
+            "this one last (the manual's Redémarrer)", {"reason": "who asks"},
+            {"restarting": "service names asked to restart"}),
     Command("*", "ping", "liveness and version check", {},
             {"pong": "true", "service": "service name", "pid": "process id",
              "version": "ticgw version", "protocol": "bus protocol major"}),
 )
 
 COMMANDS: dict[str, dict[str, Command]] = {"*": {c.method: c for c in _COMMON}}
-for _c in (
-    Command("acquisition", "detect", "Détection: probe every input again (task lock)", {},
-            {"started": "true", "inputs": "input numbers being probed"}),
-    Command("acquisition", "seal", "close the current records into upload files", {},
-            {"files": "file names made"}),
-    Command("acquisition", "pause", "stop writing records (sampling goes on)", {},
-            {"paused": "true"}),
-    Command("acquisition", "resume", "write records again", {}, {"paused": "false"}),
-    Command("acquisition", "details", "the label/value table seen at detection, per input", {},
-            {"inputs": "input number (text) -> summary with 'details' [[label, value]...]"}),
-    Command("acquisition", "params", "write the parameters file into the outbox", {},
-            {"file": "file name, or None"}),
-    Command("modem", "connect", "bring the data link up", {"reason": "who asks"},
-            {"connected": "true when up", "state": "modem state"}),
-    Command("modem", "disconnect", "bring the data link down", {"reason": "who asks"},
-            {"connected": "false", "state": "modem state"}),
-    Command("uplink", "journal", "the last rows of the Connexion table", {"n": "how many"},
-            {"rows": "[date, hour GMT, message] per row"}),
-    Command("uplink", "connect", "start a connection (Connexion task)",
-            {"reason": "button, install, schedule, alarm, command"},
-            {"started": "true"}),
-):
-    COMMANDS.setdefault(_c.service, {})[_c.method] = _c
+
+
+def declare(service: str, commands=(), topics=()) -> None:
+    """Declare a service, its own commands and the topics it publishes (the registry does)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", service):
+        raise ValueError("service name %r: lower-case letters, digits and '_'" % service)
+    if service not in SERVICES:
+        SERVICES.append(service)
+    for c in commands:
+        if c.service != service:
+            raise ValueError("command %s.%s declared under %s" % (c.service, c.method, service))
+        COMMANDS.setdefault(service, {})[c.method] = c
+    for t in topics:
+        old = TOPICS.get(t.pattern)
+        if old is not None and old != t:
+            raise ValueError("topic %s declared twice, differently" % t.pattern)
+        TOPICS[t.pattern] = t
+    _recompile()
 
 
 # --- lookups ------------------------------------------------------------------------------------
@@ -146,7 +124,7 @@ def _regex(pattern: str) -> re.Pattern:
     parts = []
     for piece in re.split(r"(<svc>|<n>)", pattern):
         if piece == "<svc>":
-            parts.append("(?:%s)" % "|".join(SERVICES))
+            parts.append("(?:%s)" % "|".join(map(re.escape, SERVICES)) if SERVICES else "(?!)")
         elif piece == "<n>":
             parts.append(r"[0-9]+")
         else:
@@ -154,7 +132,14 @@ def _regex(pattern: str) -> re.Pattern:
     return re.compile("".join(parts) + r"\Z")
 
 
-_MATCHERS = [(_regex(p), t) for p, t in TOPICS.items()]
+_MATCHERS: list = []
+
+
+def _recompile() -> None:
+    _MATCHERS[:] = [(_regex(p), t) for p, t in TOPICS.items()]
+
+
+_recompile()
 
 
 def lookup_topic(topic: str) -> Topic:
@@ -165,14 +150,15 @@ def lookup_topic(topic: str) -> Topic:
     for rx, t in _MATCHERS:
         if rx.match(topic):
             return t
-    raise ValueError("undeclared topic %r (declare it in bus/messages.py)" % topic)
+    raise ValueError("undeclared topic %r (declare it in the service's registry entry, "
+                     "ticgw/registry.py)" % topic)
 
 
 def lookup_command(service: str, method: str) -> Command:
     c = COMMANDS.get(service, {}).get(method) or COMMANDS["*"].get(method)
     if c is None:
-        raise ValueError("undeclared command %s.%s (declare it in bus/messages.py)"
-                         % (service, method))
+        raise ValueError("undeclared command %s.%s (declare it in the service's registry entry, "
+                         "ticgw/registry.py)" % (service, method))
     return c
 
 
@@ -209,9 +195,10 @@ def sample_data(t: Topic) -> dict:
     return {name: "x" for name in t.fields}
 
 
-def concrete(pattern: str) -> str:
+def concrete(pattern: str, service: str | None = None) -> str:
     """An example topic for a pattern (``tic.<n>.frame`` -> ``tic.1.frame``)."""
-    return pattern.replace("<n>", "1").replace("<svc>", SERVICES[0])
+    svc = service or (SERVICES[0] if SERVICES else "svc")
+    return pattern.replace("<n>", "1").replace("<svc>", svc)
 
 
 # --- rendering for people -------------------------------------------------------------------------

@@ -39,13 +39,22 @@ def wait_for(predicate, timeout: float = 5.0, step=None, interval: float = 0.005
 
 
 class FakeClock:
-    """A clock for ``Loop(clock=...)`` and anything taking ``clock=``; moves only when told."""
+    """A clock that moves only when told: ``Loop(clock=...)`` and anything taking a monotonic
+    ``clock=`` call it; a service taking a clock object reads ``monotonic()`` and ``time()``
+    (wall time, ``wall`` seconds ahead of the monotonic reading)."""
 
-    def __init__(self, start: float = 1000.0):
+    def __init__(self, start: float = 1000.0, wall: float = 1_800_000_000.0):
         self.now = float(start)
+        self.wall_offset = float(wall) - float(start)
 
     def __call__(self) -> float:
         return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now + self.wall_offset
 
     def advance(self, seconds: float) -> float:
         self.now += seconds

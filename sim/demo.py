@@ -23,6 +23,21 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "var" / "demo"
 PORTS = {"ftp": 2121, "http": 8081, "ntp": 12300}
 
+#: What Procfile.demo runs beside the gateway (``ticgw procfile`` writes it): three meters of
+#: different families on ptys, and the demo remote server.
+DEMO_PROCESSES = (
+    ("meter1", "ticgw sim meter --family CBEMM-ICC --seed 1 --overload-every 90 "
+               "--link $TICGW_RUN/ttyTIC1"),
+    ("meter2", "ticgw sim meter --family CBETM --seed 2 --overload-every 150 "
+               "--link $TICGW_RUN/ttyTIC2"),
+    ("meter3", "ticgw sim meter --family LINKY --mode standard --seed 3 "
+               "--link $TICGW_RUN/ttyTIC3"),
+    ("server", "ticgw sim server --root $TICGW_DEMO_SERVER --command-file "
+               "sim/demo_files/WEBDYN_CMD.csv --ftp-port $TICGW_DEMO_FTP_PORT --http-port "
+               "$TICGW_DEMO_HTTP_PORT --ntp-port $TICGW_DEMO_NTP_PORT --user demo "
+               "--password demo"),
+)
+
 
 def prepare(demo: Path = DEMO, ports: dict | None = None, **settings) -> dict[str, str]:
     """Create the demo's data, run and server dirs and its configuration; return the

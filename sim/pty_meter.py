@@ -95,6 +95,7 @@ class PtyMeter:
         self.slave_name: str | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._muted = threading.Event()
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -129,6 +130,14 @@ class PtyMeter:
             self._close()
 
     unplug = stop
+
+    def mute(self) -> None:
+        """The meter stops talking while the line stays plugged (a cut wire on the meter's
+        side): nothing is written until :meth:`unmute`; its clock goes on."""
+        self._muted.set()
+
+    def unmute(self) -> None:
+        self._muted.clear()
 
     def replug(self) -> "PtyMeter":
         """A new pty behind the same link path; the meter carries on where it was."""
@@ -187,7 +196,7 @@ class PtyMeter:
             data = self.pacer.take(time.monotonic())
             try:
                 self._clear_clocal()
-                if data:
+                if data and not self._muted.is_set():
                     self._send(data)
             except (OSError, termios.error) as e:  # the pty went away under us: stop quietly
                 log.warning("pty write failed: %s", e)

@@ -12,7 +12,7 @@ import zmq
 from bus import endpoints as eps
 from bus.client import Subscriber
 from bus.testing import REPO, child_env, start_broker, stop_process, wait_for
-from ticgw.config import ConfigStore
+from sim.gateway import SERIAL_HANDLERS, configure
 
 
 class Events:
@@ -53,18 +53,10 @@ class Events:
         self.ctx.term()
 
 
-def configure(data_dir: Path, ports: dict[int, str], **keys) -> ConfigStore:
-    store = ConfigStore(data_dir)
-    store.ensure_files()
-    changes = {"TIC_Port[%d]" % n: url for n, url in ports.items()}
-    changes.update({k: str(v) for k, v in keys.items()})
-    store.update(changes)
-    return store
-
-
 def start_service(name: str, run_dir: Path, data_dir: Path, **env) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-m", "services.%s" % name],
-                         env=child_env(run_dir, TICGW_DATA=data_dir, **env), cwd=str(REPO),
+                         env=child_env(run_dir, TICGW_DATA=data_dir, **{**SERIAL_HANDLERS, **env}),
+                         cwd=str(REPO),
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     p.output = []
 

@@ -26,7 +26,7 @@ class Running:
     """An AcquisitionService running in a thread of the test process."""
 
     def __init__(self, store, data, run, probe_scale=0.5):
-        self.svc = AcquisitionService(store.settings, data, run_dir=run, probe_scale=probe_scale)
+        self.svc = AcquisitionService(store, data_dir=data, run_dir=run, probe_scale=probe_scale)
         self.thread = threading.Thread(target=self.svc.run, kwargs={"install_signals": False},
                                        daemon=True)
         self.thread.start()

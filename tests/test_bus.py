@@ -16,6 +16,7 @@ from bus.errors import (BadMessage, BusTimeout, CommandRefused, ProtocolMismatch
 from bus.loop import Loop
 from bus.testing import (FakeClock, leaked_threads, open_fds, short_run_dir, start_broker,
                          stop_process, threads_now, wait_for)
+from ticgw import registry  # noqa: F401 (declares the services and their messages)
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_message_declarations_checked():
     with pytest.raises(ValueError):
         messages.lookup_topic("nobody.state")
     # open topics take any field
-    messages.event("modem.status", "modem", 1, signal=-71, operator="Orange")
+    messages.event("uplink.status", "uplink", 1, signal=-71, operator="Orange")
     assert messages.lookup_command("acquisition", "detect").service == "acquisition"
     assert messages.lookup_command("uplink", "ping").service == "*"
     with pytest.raises(ValueError):
@@ -134,7 +135,9 @@ def test_endpoints_defaults_and_overrides(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="CURVE"):
         eps.resolve(tmp_path, {"Bus_Acquisition": "tcp://127.0.0.1:5555"})
     with pytest.raises(ValueError, match="unknown"):
-        eps.resolve(tmp_path, {"Bus_Printer": "ipc://x"})
+        eps.resolve(tmp_path, {"Bus_Printer": "ipc://x"}, services=("acquisition", "uplink"))
+    # the bus knows no service by name: any may be asked for, on the run dir's defaults
+    assert eps.resolve(tmp_path).command("printer").endswith("/printer.cmd")
     keys = eps.CurveKeys(*[k.decode() for k in zmq.curve_keypair()])
     assert "secret='****'" in repr(keys)
     e = eps.resolve(tmp_path, {"xsub": "tcp://127.0.0.1:5555"}, keys)
@@ -506,7 +509,7 @@ def test_no_leaks(run_dir):
 def bus_cli(*argv):
     import argparse
 
-    from ticgw import bus_cmd
+    from ticgw.cli import bus as bus_cmd
     parser = argparse.ArgumentParser(prog="ticgw")
     bus_cmd.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))

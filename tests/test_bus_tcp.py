@@ -13,6 +13,7 @@ from bus.client import CommandClient
 from bus.errors import BusTimeout
 from bus.testing import REPO, child_env, short_run_dir, stop_process, wait_for
 from gateway_helpers import configure, start_service
+from ticgw import gateway
 from ticgw.config import ConfigStore
 
 
@@ -33,7 +34,8 @@ def test_tcp_bus_with_curve_from_the_configuration(tmp_path):
                  "Bus_Acquisition": "tcp://127.0.0.1:%d" % free_port(),
                  "Bus_CurvePublicKey": public, "Bus_CurveSecretKey": secret})
     env = child_env(run, TICGW_DATA=data)
-    broker = subprocess.Popen([sys.executable, "-m", "bus.broker"], env=env, cwd=str(REPO),
+    broker = subprocess.Popen([sys.executable, "-m", "ticgw.cli", "bus", "broker"], env=env,
+                              cwd=str(REPO),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     acq = start_service("acquisition", run, data)
     try:
@@ -48,7 +50,7 @@ def test_tcp_bus_with_curve_from_the_configuration(tmp_path):
         assert call.returncode == 0 and '"pong": true' in call.stdout
         # in this process too: the right keys are admitted, another key pair is not (ZAP)
         ctx = zmq.Context()
-        good = eps.from_settings(ConfigStore(data).settings, run)
+        good = gateway.endpoints(ConfigStore(data).settings, run)
         assert good.command("acquisition").startswith("tcp://127.0.0.1:")
         client = CommandClient(ctx, good, src="test")
         assert client.call("acquisition", "ping", timeout=5)["pong"]

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from ticgw import gateway, registry
 from ticgw.cli import config as config_cmd
 from ticgw.config import (BY_NAME, DECLARED, DEFAULT_PASSWORD_HASH, KEYS, KINDS, MASK, ConfigError,
                           ConfigStore, check_password, defaults, describe, hash_password,
@@ -86,8 +87,8 @@ def test_key_table_is_complete_and_consistent():
                      "FTP_Password", "FTP_Tls", "FTP_Passive", "FTP_Timeout", "FTP_EuroDateFormat",
                      "NTP_Server1", "NTP_Server2", "WebService_Enable", "WebService_Url",
                      "BIN_FileName", "BIN_Checksum", "BIN_PublicKey", "Web_Listen", "Web_User",
-                     "Web_PasswordHash", "Bus_Xsub", "Bus_Xpub", "Bus_Acquisition", "Bus_Modem",
-                     "Bus_Uplink", "Bus_Web", "Bus_CurvePublicKey", "Bus_CurveSecretKey"):
+                     "Web_PasswordHash", "Bus_Xsub", "Bus_Xpub", "Bus_CurvePublicKey",
+                     "Bus_CurveSecretKey", *(spec.config_key for spec in registry.BUILTIN)):
         assert BY_NAME[required].kind == "config", required
     for required in ("DAQ_Period", "DAQ_PeriodSec", "DAQ_HeaderOption", "TIC_LostDelay",
                      "Spool_MaxMB", "TIC_Port[3]", "TIC_Mode[1]", "TIC_Baud[2]", "TIC_Serial[3]",
@@ -95,7 +96,8 @@ def test_key_table_is_complete_and_consistent():
         assert BY_NAME[required].kind == "daq", required
     for required in ("Connection_Period", "Connection_PeriodMin", "Connection_Hour",
                      "Connection_Minute", "Connection_Hour4", "Connection_Minute4",
-                     "Connection_OnDataAcquisition", "Connection_CheckConfigPeriod", "ALM_Delay"):
+                     "Connection_OnDataAcquisition", "Connection_CheckConfigPeriod",
+                     "Connection_Timeout", "ALM_Delay"):
         assert BY_NAME[required].kind == "var", required
     secrets = {k.name for k in KEYS if k.secret}
     assert secrets == {"SIM_Pin", "GPRS_Password", "FTP_Password", "Web_PasswordHash",
@@ -284,25 +286,29 @@ def test_tcp_bus_with_matching_curve_keys_is_accepted(tmp_path):
     base = "Bus_Xsub=tcp://*:6000\nBus_Xpub=tcp://broker.lan:6001\nBus_CurveSecretKey=%s\n" % secret
     write(tmp_path, "WEBDYN_config.ini", base + "Bus_CurvePublicKey=%s\n" % public)
     s = load(tmp_path)
-    assert s.endpoint("xpub", "/run") == "tcp://broker.lan:6001"
-    assert s.endpoint("modem", "/run") == "ipc:///run/modem.cmd"
+    e = gateway.endpoints(s, tmp_path / "run")
+    assert e.xpub == "tcp://broker.lan:6001"
+    assert e.command("uplink") == "ipc://%s/uplink.cmd" % (tmp_path / "run").resolve()
     write(tmp_path, "WEBDYN_config.ini", base + "Bus_CurvePublicKey=%s\n" % other_public)
     err = problems_of(tmp_path)
     assert [p.key for p in err.problems] == ["Bus_CurvePublicKey"]
     assert "does not belong to Bus_CurveSecretKey" in err.problems[0].reason
 
 
-def test_endpoint_defaults(monkeypatch):
+def test_endpoint_defaults(monkeypatch, tmp_path):
     s = defaults()
-    assert s.endpoint("xsub", "/tmp/r") == "ipc:///tmp/r/bus-xsub"
-    assert s.endpoint("Bus_Xpub", "/tmp/r/") == "ipc:///tmp/r/bus-xpub"
-    assert s.endpoint("acquisition", "run") == "ipc://run/acquisition.cmd"
-    monkeypatch.setenv("TICGW_RUN", "/srv/run")
-    assert s.endpoint("web") == "ipc:///srv/run/web.cmd"
-    monkeypatch.delenv("TICGW_RUN")
-    assert s.endpoint("uplink") == "ipc://var/run/uplink.cmd"
-    with pytest.raises(KeyError):
-        s.endpoint("nosuch")
+    e = gateway.endpoints(s, tmp_path / "r")
+    r = (tmp_path / "r").resolve()
+    assert e.xsub == "ipc://%s/bus-xsub" % r and e.xpub == "ipc://%s/bus-xpub" % r
+    assert e.command("acquisition") == "ipc://%s/acquisition.cmd" % r
+    monkeypatch.setenv("TICGW_RUN", str(tmp_path / "srv"))
+    assert gateway.endpoints(s).command("uplink") == "ipc://%s/uplink.cmd" % (
+        tmp_path / "srv").resolve()
+    # one Bus_<Service> key per service of the registry, and only those
+    assert sorted(k.name for k in KEYS if k.name.startswith("Bus_") and k.group == "Bus"
+                  and k.name not in ("Bus_Xsub", "Bus_Xpub", "Bus_CurvePublicKey",
+                                     "Bus_CurveSecretKey")) == sorted(
+        spec.config_key for spec in registry.BUILTIN)
 
 
 def test_array_keys_for_three_inputs(tmp_path):
@@ -383,7 +389,7 @@ def test_partial_temp_file_from_a_crash_is_ignored(tmp_path):
 
 def test_ensure_files_writes_defaults_once(tmp_path):
     changed = []
-    st = ConfigStore(tmp_path, on_change=changed.append)
+    st = ConfigStore(tmp_path, on_change=lambda files, by: changed.append(files))
     assert st.problems == []
     written = st.ensure_files()
     assert sorted(written) == ["WEBDYN_config.ini", "WEBDYN_daq.ini", "WEBDYN_var.ini"]
@@ -441,7 +447,7 @@ def test_validate_text_checks_against_the_other_files(tmp_path):
 
 def test_apply_text_writes_the_file_as_given_and_reloads(tmp_path):
     changed = []
-    st = ConfigStore(tmp_path, on_change=changed.append)
+    st = ConfigStore(tmp_path, on_change=lambda files, by: changed.append(files))
     st.ensure_files()
     changed.clear()
     text = "# from the server\nDAQ_Period=3\nTIC_Port[1]=/dev/ttyUSB0\n"
@@ -454,7 +460,7 @@ def test_apply_text_writes_the_file_as_given_and_reloads(tmp_path):
 
 def test_update_from_web_form(tmp_path):
     changed = []
-    st = ConfigStore(tmp_path, on_change=changed.append)
+    st = ConfigStore(tmp_path, on_change=lambda files, by: changed.append(files))
     s = st.update({"FTP_Server": "ftp.example.com", "FTP_Port": "2121", "FTP_Passive": False,
                    "TIC_Port[2]": " /dev/ttyUSB1 ", "Connection_Hour": 3})
     assert (s.ftp_server, s.ftp_port, s.ftp_passive) == ("ftp.example.com", 2121, False)

@@ -81,11 +81,14 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
     assert r.returncode == 0, r.stdout + r.stderr
     events.wait("task.ended", timeout=60, where=lambda e: e["data"]["task"] == "Connexion")
     journal = [e["data"]["message"] for e in events.of("journal")]
-    assert journal[0] == "Demande de connexion..." and "Connexion terminée" in journal
+    # the detections at start-up saved each meter in the _daq.ini file, then the connection
+    assert journal[:3] == ["Sauvegarde de la configuration..."] * 3
+    assert journal[3] == "Demande de connexion..." and "Connexion terminée" in journal
     assert any(m.startswith("Dépôt du fichier de données ") for m in journal)
 
     # 3. the server's data files hold exactly the sampled rows reported before the connection
-    started = next(e["ts"] for e in events.of("task.started"))
+    started = next(e["ts"] for e in events.of("task.started")
+                   if e["data"]["task"] == "Connexion")
     reported = {(e["data"]["input"], e["data"]["time"]): e["data"]["columns"]
                 for e in events.of("spool.written") if e["ts"] < started}
     rows = sealed_rows(base / "server" / "DATA")

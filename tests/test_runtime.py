@@ -1,6 +1,7 @@
-"""The service runtime: states published, status answered while workers block, signals, restart
-by execv. The service under test is the tiny ``Probe`` below; run as a script, this file is that
-service's process (``python tests/test_runtime.py``, run dir from $TICGW_RUN)."""
+"""The service runtime, on the smallest complete service (tests/echo_service.py, added with one
+registry entry): what the entry derives, states published, status answered while workers block,
+the fault path (an exception in a callback, a start-up that fails and is retried, commands
+refused meanwhile), signals, restart by execv."""
 import os
 import signal
 import subprocess
@@ -9,76 +10,21 @@ import threading
 import time
 from pathlib import Path
 
-if __name__ == "__main__":                       # the child process: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pytest
+import zmq
 
+import echo_service
 import statecharts
-from bus.client import in_worker
-from services.runtime import Service, setup_logging
+from bus import endpoints as eps
+from bus import messages
+from bus.client import CommandClient, Publisher, Subscriber
+from bus.errors import BusTimeout, RemoteError
+from bus.testing import (REPO, child_env, leaked_threads, short_run_dir, start_broker,
+                         stop_process, threads_now, wait_for)
+from ticgw import gateway, registry
+from ticgw.config import defaults
 
-
-class _Model:
-    pass
-
-
-class Probe(Service):
-    name = "web"
-    status_period = 0.3
-    subscriptions = ("journal",)
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.journal = []
-        self.jobs_done = 0
-        self.input_model = _Model()
-        self.machine("tic_input.1", self.input_model)
-
-    def commands(self):
-        return {"block": self.cmd_block, "slow": self.cmd_slow}
-
-    def cmd_block(self, params):
-        """A blocking job in a worker; the loop stays free."""
-        self.run_in_thread(time.sleep, params.get("seconds", 2.0), on_done=self._job_done)
-        return {"started": True}
-
-    def _job_done(self, outcome):
-        self.jobs_done += 1
-
-    def cmd_slow(self, params):
-        """A command answered later, from a worker."""
-        seconds = params.get("seconds", 0.5)
-        return in_worker(self.loop, lambda: (time.sleep(seconds), {"slept": seconds})[1])
-
-    def on_start(self):
-        with open(self.run_dir / "boots", "a") as f:
-            f.write("%d\n" % os.getpid())
-        statecharts.fire(self.input_model, "port_opened")
-
-    def on_event(self, topic, env):
-        self.journal.append(env["data"]["message"])
-
-    def status(self):
-        return {"journal": len(self.journal), "jobs_done": self.jobs_done}
-
-    def on_stop(self):
-        (self.run_dir / "stopped").write_text("%d\n" % os.getpid())
-
-
-if __name__ == "__main__":
-    setup_logging("web")
-    sys.exit(Probe().run())
-
-
-# --- tests ------------------------------------------------------------------------------------
-
-import pytest  # noqa: E402
-import zmq  # noqa: E402
-
-from bus import endpoints as eps  # noqa: E402
-from bus.client import CommandClient, Publisher, Subscriber  # noqa: E402
-from bus.errors import BusTimeout  # noqa: E402
-from bus.testing import (REPO, child_env, leaked_threads, short_run_dir,  # noqa: E402
-                         start_broker, stop_process, threads_now, wait_for)
+ECHO = Path(echo_service.__file__).resolve()
 
 
 @pytest.fixture
@@ -100,7 +46,7 @@ def ctx():
     c.destroy(linger=0)
 
 
-def answers(client, service="web", method="ping", **params):
+def answers(client, service="echo", method="ping", **params):
     """The result of a call, or None while the service does not answer yet."""
     try:
         return client.call(service, method, timeout=0.3, **params)
@@ -109,11 +55,11 @@ def answers(client, service="web", method="ping", **params):
 
 
 class Watch:
-    """Collects ``web.*`` events; ``step()`` reads for a moment and re-asks status (late
+    """Collects ``echo.*`` events; ``step()`` reads for a moment and re-asks status (late
     joiner: the service re-publishes its states when asked)."""
 
     def __init__(self, ctx, e, client):
-        self.sub = Subscriber(ctx, e.xpub, ["web."])
+        self.sub = Subscriber(ctx, e.xpub, ["echo."])
         self.client = client
         self.events = []
         self._asked = 0.0
@@ -128,36 +74,63 @@ class Watch:
 
     def states(self, machine):
         return [env["data"]["state"] for topic, env in self.events
-                if topic == "web.state" and env["data"]["machine"] == machine]
+                if topic == "echo.state" and env["data"]["machine"] == machine]
 
     def close(self):
         self.sub.close()
 
 
-def test_service_in_process(ctx, run_dir, broker):
-    e = eps.resolve(run_dir)
-    before = threads_now()
-    svc = Probe(run_dir=run_dir, ctx=ctx)
+def test_one_registry_entry_is_all_a_new_service_needs():
+    # declarations: its commands and its topics; its chart; its endpoint; its Procfile line
+    assert messages.lookup_command("echo", "say").service == "echo"
+    assert messages.lookup_command("echo", "reboot").service == "*"
+    assert messages.lookup_topic("echo.state").pattern == "<svc>.state"
+    assert "echo" in statecharts.charts() and "```mermaid" in statecharts.mermaid("echo")
+    assert registry.restart_order()[-1] == "echo"
+    assert "echo: python -m tests.echo_service\n" in registry.procfile()
+    e = gateway.endpoints(defaults(), "/tmp/r")
+    assert e.command("echo") == "ipc:///tmp/r/echo.cmd"
+    # its configuration key, in a process that loads the configuration after the entry
+    out = subprocess.run([sys.executable, str(ECHO), "--derived"], capture_output=True,
+                         text=True, timeout=60, env=child_env("/tmp/r"), cwd=str(REPO))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["key Bus_Echo", "procfile echo: python -m tests.echo_service",
+                                       "charts activity,tic_input,connection,echo"]
+
+
+def run_in_thread(svc):
     codes = []
     th = threading.Thread(target=lambda: codes.append(svc.run(install_signals=False)))
     th.start()
+    return th, codes
+
+
+def test_service_in_process(ctx, run_dir, broker, tmp_path):
+    e = eps.resolve(run_dir)
+    before = threads_now()
+    svc = echo_service.Echo(run_dir=run_dir, ctx=ctx, data_dir=tmp_path / "data")
+    th, codes = run_in_thread(svc)
     client = CommandClient(ctx, e, "cli")
     watch = Watch(ctx, e, client)
     pub = Publisher(ctx, e.xsub, "uplink")
     try:
-        wait_for(lambda: "operational" in watch.states("activity")
-                 and "detecting" in watch.states("tic_input.1"), 10.0, step=watch.step)
-        snap = client.call("web", "status", timeout=2.0)
-        assert snap["service"] == "web" and snap["activity"] == "operational"
+        wait_for(lambda: "operational" in watch.states("activity"), 10.0, step=watch.step)
+        snap = client.call("echo", "status", timeout=2.0)
+        assert snap["service"] == "echo" and snap["activity"] == "operational"
         assert snap["led"] == "slow" and snap["pid"] == os.getpid() and snap["protocol"] == 1
-        assert snap["machines"] == {"activity": "operational", "tic_input.1": "detecting"}
-        assert client.call("web", "ping")["pong"] is True
+        assert snap["machines"] == {"activity": "operational", "echo": "quiet"}
+        assert snap["faults"] == 0 and snap["last_fault"] is None
+        assert client.call("echo", "ping")["pong"] is True
+        # the chart governs: saying, then back to quiet once the worker has spoken
+        assert client.call("echo", "say", text="bonjour") == {"said": "bonjour"}
+        wait_for(lambda: watch.states("echo")[-2:] == ["saying", "quiet"], 10.0,
+                 step=watch.step)
         # subscriptions reach on_event
-        wait_for(lambda: pub.publish("journal", message="Connexion réussie") and svc.journal,
+        wait_for(lambda: pub.publish("journal", message="Connexion réussie") and svc.heard_rows,
                  10.0, interval=0.05)
-        assert svc.journal[0] == "Connexion réussie"
+        assert svc.heard_rows[0] == "Connexion réussie"
         # the periodic status carries the subclass's fields
-        wait_for(lambda: any(t == "web.status" and env["data"].get("journal")
+        wait_for(lambda: any(t == "echo.status" and env["data"].get("spoken") == 1
                              for t, env in watch.events), 10.0, step=watch.step)
     finally:
         svc.loop.post(svc.stop)
@@ -170,35 +143,88 @@ def test_service_in_process(ctx, run_dir, broker):
         pub.close()
 
 
-def start_probe(run_dir):
-    log = open(run_dir / "probe.log", "ab")
-    p = subprocess.Popen([sys.executable, str(Path(__file__).resolve())], env=child_env(run_dir),
+class Flaky(echo_service.Echo):
+    """Its start-up fails twice, then works; its `say` work raises once."""
+
+    failures = 2
+    say_raises = 1
+
+    def initialise(self):
+        if Flaky.failures:
+            Flaky.failures -= 1
+            raise OSError("the port is not there yet")
+        return True
+
+    def say(self, event):
+        if Flaky.say_raises:
+            Flaky.say_raises -= 1
+            raise RuntimeError("the voice is gone")
+        super().say(event)
+
+
+def test_fault_path_retries_and_refuses_commands_meanwhile(ctx, run_dir, broker, tmp_path):
+    e = eps.resolve(run_dir)
+    svc = Flaky(run_dir=run_dir, ctx=ctx, data_dir=tmp_path / "data")
+    th, codes = run_in_thread(svc)
+    client = CommandClient(ctx, e, "cli")
+    watch = Watch(ctx, e, client)
+    try:
+        # in fault: the status says why, its own commands are refused with the reason
+        snap = wait_for(lambda: (answers(client, method="status") or {}).get("activity") ==
+                        "fault" and client.call("echo", "status"), 10.0)
+        assert "OSError: the port is not there yet" in snap["fault"]
+        assert snap["led"] == "fast" and snap["last_fault"]["machine"] == "activity"
+        with pytest.raises(RemoteError) as refused:
+            client.call("echo", "say", text="x", timeout=2.0)
+        assert refused.value.code == "fault" and "the port is not there yet" in refused.value.message
+        # retried on a backoff timer until it works
+        wait_for(lambda: (answers(client, method="status") or {}).get("activity") ==
+                 "operational", 20.0)
+        assert client.call("echo", "status")["faults"] == 2
+        # an exception in a machine's callback: the machine's fault path, then usable again
+        client.call("echo", "say", text="un")
+        wait_for(lambda: any(env["data"].get("error") == "RuntimeError: the voice is gone"
+                             for _, env in watch.events), 10.0, step=watch.step)
+        assert client.call("echo", "status")["machines"]["echo"] == "quiet"
+        client.call("echo", "say", text="deux")
+        wait_for(lambda: client.call("echo", "status")["spoken"] == 1, 10.0)
+    finally:
+        svc.loop.post(svc.stop)
+        th.join(5)
+        watch.close()
+        client.close()
+    assert codes == [0]
+
+
+def start_echo(run_dir, data):
+    log = open(run_dir / "echo.log", "ab")
+    p = subprocess.Popen([sys.executable, str(ECHO)], env=child_env(run_dir, TICGW_DATA=data),
                          cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
     log.close()
     return p
 
 
-def test_service_process_life(ctx, run_dir, broker):
+def test_service_process_life(ctx, run_dir, broker, tmp_path):
     e = eps.resolve(run_dir)
     client = CommandClient(ctx, e, "cli")
     watch = Watch(ctx, e, client)
-    p = start_probe(run_dir)
+    p = start_echo(run_dir, tmp_path / "data")
     try:
         pong = wait_for(lambda: answers(client), 10.0)
-        assert pong["pid"] == p.pid and pong["service"] == "web"
+        assert pong["pid"] == p.pid and pong["service"] == "echo"
         wait_for(lambda: "operational" in watch.states("activity"), 10.0, step=watch.step)
 
         # status within 100 ms while a worker blocks for 2 s, and while a deferred reply waits
-        assert client.call("web", "block", seconds=2.0) == {"started": True}
+        assert client.call("echo", "block", seconds=2.0) == {"started": True}
         slow = []
         other = CommandClient(ctx, e, "cli2")
         t = threading.Thread(target=lambda: slow.append(
-            other.call("web", "slow", timeout=5.0, seconds=0.5)))
+            other.call("echo", "slow", timeout=5.0, seconds=0.5)))
         t.start()
         worst = 0.0
         for _ in range(10):
             t0 = time.monotonic()
-            snap = client.call("web", "status", timeout=1.0)
+            snap = client.call("echo", "status", timeout=1.0)
             worst = max(worst, time.monotonic() - t0)
         assert worst < 0.1, "status took %.3f s while a worker was busy" % worst
         assert snap["jobs_done"] == 0          # the 2 s job is still running
@@ -207,12 +233,12 @@ def test_service_process_life(ctx, run_dir, broker):
         assert slow == [{"slept": 0.5}]
 
         # restart: the reply comes first, then the same pid comes back with fresh code
-        assert client.call("web", "restart", timeout=2.0) == {"restarting": True}
+        assert client.call("echo", "restart", timeout=2.0) == {"restarting": True}
         wait_for(lambda: len((run_dir / "boots").read_text().split()) == 2, 10.0)
         pong = wait_for(lambda: answers(client), 10.0)
         assert pong["pid"] == p.pid and p.poll() is None
         assert (run_dir / "boots").read_text().split() == [str(p.pid)] * 2
-        assert client.call("web", "status")["uptime"] < 10.0
+        assert client.call("echo", "status")["uptime"] < 10.0
 
         # SIGTERM: stopping is a state, on_stop runs, exit 0 within 5 s
         (run_dir / "stopped").unlink(missing_ok=True)
@@ -221,7 +247,7 @@ def test_service_process_life(ctx, run_dir, broker):
         assert p.wait(5) == 0
         assert time.monotonic() - t0 < 5.0
         assert (run_dir / "stopped").read_text().strip() == str(p.pid)
-        log = (run_dir / "probe.log").read_text()
+        log = (run_dir / "echo.log").read_text()
         assert "activity: operational -> stopping (stop)" in log and "Traceback" not in log
     finally:
         if p.poll() is None:

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from services.acquisition import spool as spool_mod
-from services.acquisition.spool import Spool, row_time
+from services.acquisition.spool import Spool
+from ticgw.files import row_time
 
 T0 = 1763900000.0  # 2025-11-23 12:13:20 UTC
 

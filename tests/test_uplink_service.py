@@ -37,6 +37,8 @@ def gateway(tmp_path):
     ctx = zmq.Context()
     client = CommandClient(ctx, eps.resolve(run), src="test")
     wait_for(lambda: client.call("uplink", "ping", timeout=1.0), 20)
+    # the detection at start-up is the task 'Détection': wait for it to end
+    events.wait("task.ended", timeout=60, where=lambda e: e["data"]["task"] == "Détection")
     yield run, data, server, events, client, procs
     client.close()
     ctx.term()
@@ -65,7 +67,11 @@ def test_refused_while_another_task_runs(gateway):
     assert str(e.value.message) == ("Une tâche 'Détection' est déjà en cours d'exécution. "
                                     "Veuillez réessayer dans quelques instants.")
     connect_and_wait(client, events, 1)  # free again: it runs
-    assert journal(events)[0] == "Demande de connexion..."
+    rows = journal(events)
+    # the detection at start-up saved the meter's serial and definition in the _daq.ini file
+    assert rows[0] == "Sauvegarde de la configuration..."
+    start = rows.index("Demande de connexion...")
+    assert rows[start + 1] == "Arrêt de l'acquisition de données..."
 
 
 def test_alarm_starts_a_connection(gateway):
@@ -77,7 +83,8 @@ def test_alarm_starts_a_connection(gateway):
         wait_for(lambda: events.of("alarm.raised"), 10,
                  step=lambda: (pub.publish("alarm.raised", code="PTEC", source="TIC1",
                                            detail="HC.."), time.sleep(0.05)))
-        started = events.wait("task.started", timeout=40)
+        started = events.wait("task.started", timeout=40,
+                              where=lambda e: e["data"]["task"] == "Connexion")
         assert started["data"]["reason"] == "alarm"
     finally:
         pub.close()

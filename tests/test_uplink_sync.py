@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.uplink import sync
-from services.uplink.journal import Journal
+from ticgw.journal import Journal
 from services.uplink.sync import DOWNLOAD, NOTHING, UPLOAD, Remote
 
 LOCAL = b"DAQ_Period=10\r\n"
@@ -64,7 +64,7 @@ def test_journal_unsent_and_marks(tmp_path):
 
 
 def test_journal_sent_part_is_cut_back_when_it_grows(tmp_path):
-    from services.uplink.journal import Journal
+    from ticgw.journal import Journal
 
     j = Journal(tmp_path, clock=lambda: 1763900000.0)
     j.MAX_BYTES = 2000

@@ -1,8 +1,12 @@
-"""The gateway's clock: system time plus the offset measured at the last NTP sync (DESIGN 5 step 3).
+"""Clocks: the system's, and the gateway's (system time plus the offset of the last NTP sync).
 
-The uplink service measures the offset at each connection and stores it in
-``<data dir>/state/clock_offset``; every service stamps records and files with ``now()``, which
-adds it, until the next sync. The file is re-read when it changes.
+A service is given one clock object with two readings: ``monotonic()`` for its deadlines and
+timers, ``time()`` for wall time. :class:`SystemClock` is the real one; a test passes
+``bus.testing.FakeClock`` to drive a whole service through minutes of timeouts at once.
+
+:class:`GatewayClock` is what records and files are stamped with (DESIGN 5 step 3): the uplink
+measures the offset at each connection and stores it in ``<data dir>/state/clock_offset``; every
+service adds it to the wall time until the next sync. The file is looked at most once a second.
 """
 from __future__ import annotations
 
@@ -11,15 +15,34 @@ import time
 from pathlib import Path
 
 
+class SystemClock:
+    monotonic = staticmethod(time.monotonic)
+    time = staticmethod(time.time)
+
+
+SYSTEM = SystemClock()
+
+#: Seconds between two looks at the offset file.
+RECHECK = 1.0
+
+
 class GatewayClock:
-    def __init__(self, state_dir: Path, wall=time.time):
+    def __init__(self, state_dir: Path, clock=SYSTEM, wall=None):
+        """``clock``: the service's clock; ``wall``: a wall-time function to use instead of
+        ``clock.time`` (tools that replay a day)."""
         self.path = Path(state_dir) / "clock_offset"
-        self.wall = wall
+        self.clock = clock
+        self.wall = wall or clock.time
         self._mtime = None
         self._offset = 0.0
+        self._checked = None
 
     @property
     def offset(self) -> float:
+        now = self.clock.monotonic()
+        if self._checked is not None and now - self._checked < RECHECK:
+            return self._offset
+        self._checked = now
         try:
             st = self.path.stat()
         except FileNotFoundError:
@@ -41,3 +64,4 @@ class GatewayClock:
         tmp.write_text("%.6f\n" % offset)
         os.replace(tmp, self.path)
         self._offset = offset
+        self._checked = self.clock.monotonic()

@@ -1,0 +1,1 @@
+"""The acquisition service: TIC inputs, sampling, alarms, the spool, the front panel."""

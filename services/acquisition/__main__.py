@@ -1,15 +1,26 @@
-"""`python -m services.acquisition`: the acquisition service (Procfile)."""
+"""`python -m services.acquisition`: the acquisition service (Procfile).
+
+``TICGW_SERIAL_HANDLERS``: extra pyserial URL handler packages, comma-separated, for ports
+named by URL (``sim`` gives the simulators' ``ticsim://``); pyserial's own handlers (socket://,
+rfc2217://...) need nothing.
+"""
+import os
 import sys
 
-from services.runtime import load_configuration, setup_logging
+import serial
+
+from services.runtime import main
 
 from .service import AcquisitionService
 
 
-def main() -> int:
-    data_dir, store = load_configuration(setup_logging("acquisition"))
-    return AcquisitionService(store.settings, data_dir).run()
+def add_url_handlers(spec: str | None) -> None:
+    for package in (spec or "").split(","):
+        package = package.strip()
+        if package and package not in serial.protocol_handler_packages:
+            serial.protocol_handler_packages.append(package)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    add_url_handlers(os.environ.get("TICGW_SERIAL_HANDLERS"))
+    sys.exit(main(AcquisitionService))

@@ -17,46 +17,18 @@ A partial last line (a record being written when the process died, never reporte
 """
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from ticgw import files
+from ticgw.files import fsync_dir, name_stamp, write_atomic
 
 log = logging.getLogger("acquisition.spool")
 
 KINDS = ("ALARM", "DATA", "LOG", "CMD", "PARAM")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def name_stamp(t: float) -> str:
-    """YYMMDD_hhmmss, UTC: a name sort is a time sort (DESIGN 6)."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%y%m%d_%H%M%S")
-
-
-def row_time(t: float, euro: bool = True) -> str:
-    """DD/MM/YY-hh:mm:ss UTC, or YY/MM/DD-hh:mm:ss when FTP_EuroDateFormat=0."""
-    fmt = "%d/%m/%y-%H:%M:%S" if euro else "%y/%m/%d-%H:%M:%S"
-    return datetime.fromtimestamp(t, timezone.utc).strftime(fmt)
 
 
 class AppendLog:
@@ -74,8 +46,12 @@ class AppendLog:
         return self._f
 
     def append(self, record: dict) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: list[dict]) -> None:
+        """Append records with one write and one fsync; once this returns they are on disk."""
         f = self._open()
-        f.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        f.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
         f.flush()
         os.fsync(f.fileno())
 
@@ -115,7 +91,9 @@ def read_records(path: Path) -> list[dict]:
 
 
 class Spool:
-    """Records in, sealed files out. All methods run on the service's loop thread."""
+    """Records in, sealed files out. The methods do disk work: the service calls them from its
+    spool writer (appends, the start of a seal, parameters) and its sealer (the rest of a
+    seal), never from its loop. ``next_seq()`` is the only one the loop calls."""
 
     def __init__(self, data_dir: Path, site: str, euro_dates: bool = True,
                  header_option: bool = False, clock=time.time):
@@ -140,26 +118,52 @@ class Spool:
             lg = self._logs[name] = AppendLog(self.records_dir / (name + ".jsonl"))
         return lg
 
-    def append_record(self, input_no: int, serial: str, definition: str, t: float,
-                      columns: list[str], header: list[str] | None = None) -> dict:
-        """Write one sample row; once this returns, the record is on disk.
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def record(self, input_no: int, serial: str, definition: str, t: float,
+               columns: list[str], header: list[str] | None = None) -> dict:
+        """A sample row, numbered (not written yet: see :meth:`append_batch`).
 
         `header` (the column indexes) is kept only when DAQ_HeaderOption asks for the
         `nbVariable` line."""
-        self.seq += 1
-        rec = {"seq": self.seq, "t": t, "input": input_no, "serial": serial, "def": definition,
-               "cols": columns}
+        rec = {"seq": self.next_seq(), "t": t, "input": input_no, "serial": serial,
+               "def": definition, "cols": columns}
         if self.header_option and header:
             rec["hdr"] = header
-        self._log("TIC%d" % input_no).append(rec)
+        return rec
+
+    def alarm(self, t: float, source: str, definition: str, name: str, index: int,
+              value: str) -> dict:
+        """An alarm row, numbered (not written yet)."""
+        return {"seq": self.next_seq(), "t": t, "source": source, "def": definition,
+                "name": name, "index": index, "value": value}
+
+    @staticmethod
+    def file_of(rec: dict) -> str:
+        return "TIC%d" % rec["input"] if "input" in rec else "alarms"
+
+    def append_batch(self, records: list[dict]) -> None:
+        """Write records (samples and alarms) with one fsync per record file; once this returns,
+        every one of them is on disk."""
+        by_file: dict[str, list[dict]] = {}
+        for rec in records:
+            by_file.setdefault(self.file_of(rec), []).append(rec)
+        for name, recs in by_file.items():
+            self._log(name).append_many(recs)
+
+    def append_record(self, input_no: int, serial: str, definition: str, t: float,
+                      columns: list[str], header: list[str] | None = None) -> dict:
+        """Number and write one sample row at once (tools and tests)."""
+        rec = self.record(input_no, serial, definition, t, columns, header)
+        self.append_batch([rec])
         return rec
 
     def append_alarm(self, t: float, source: str, definition: str, name: str, index: int,
                      value: str) -> dict:
-        self.seq += 1
-        rec = {"seq": self.seq, "t": t, "source": source, "def": definition, "name": name,
-               "index": index, "value": value}
-        self._log("alarms").append(rec)
+        rec = self.alarm(t, source, definition, name, index, value)
+        self.append_batch([rec])
         return rec
 
     def _last_seq(self) -> int:
@@ -230,18 +234,19 @@ class Spool:
             t += 1
 
     def data_name(self, stamp: str) -> str:
-        return "%s_TIC_%s.csv.gz" % (self.site, stamp)
+        return files.data_name(self.site, stamp)
 
     def alarm_name(self, stamp: str) -> str:
-        return "%s_AL_%s.csv.gz" % (self.site, stamp)
+        return files.alarm_name(self.site, stamp)
 
     def _finish(self, work: Path) -> list[Path]:
         stamp = work.name[len("seal-"):]
         targets = {"DATA": self.data_name(stamp), "ALARM": self.alarm_name(stamp)}
         ready = work / "READY"
         if not ready.exists():
-            for p in work.glob("*.gz*"):
-                p.unlink()
+            for p in work.iterdir():        # files half-built by the interrupted seal
+                if not p.name.endswith(".jsonl"):
+                    p.unlink()
             data_recs, alarm_recs = [], []
             for p in sorted(work.glob("*.jsonl")):
                 (alarm_recs if p.name == "alarms.jsonl" else data_recs).extend(read_records(p))
@@ -267,46 +272,23 @@ class Spool:
         return made
 
     def _data_file(self, recs: list[dict]) -> bytes:
-        """Per meter a section: SNTIC;<serial>;<input>, TypeTIC;<definition>, rows."""
-        lines: list[str] = []
-        sections: dict[tuple, list[dict]] = {}
-        for r in sorted(recs, key=lambda r: (r["input"], r["seq"])):
-            sections.setdefault((r["input"], r["serial"], r["def"]), []).append(r)
-        for (inp, serial, definition), rows in sections.items():
-            lines.append("SNTIC;%s;%03d" % (serial, inp))
-            lines.append("TypeTIC;%s" % definition)
-            if self.header_option and rows:
-                lines.append("nbVariable;%s" % ";".join(rows[0].get("hdr") or
-                                                       [str(i + 1) for i in range(len(rows[0]["cols"]))]))
-            for r in rows:
-                lines.append(";".join([row_time(r["t"], self.euro)] + list(r["cols"])))
-        return gzip.compress(("\r\n".join(lines) + "\r\n").encode("ascii", "replace"), mtime=0)
+        return files.data_file(recs, self.euro, self.header_option)
 
     def _alarm_file(self, recs: list[dict]) -> bytes:
-        lines = [";".join([row_time(r["t"], self.euro), r["source"], r["def"], r["name"],
-                           str(r["index"]), r["value"]]) for r in sorted(recs, key=lambda r: r["seq"])]
-        return gzip.compress(("\r\n".join(lines) + "\r\n").encode("ascii", "replace"), mtime=0)
+        return files.alarm_file(recs, self.euro)
 
     # --- parameters and outbox --------------------------------------------------------------
 
     def write_parameters(self, sections: list[tuple[int, str, str, list[tuple[int, str]]]]) -> Path:
         """The action-1 snapshot: per meter (input, serial, definition, [(index, value)])."""
         t = self.clock()
-        lines = []
-        for inp, serial, definition, values in sections:
-            lines.append("SNTIC;%s;%03d" % (serial, inp))
-            lines.append("TypeTIC;%s" % definition)
-            lines.append("nbVariable;%s" % ";".join(str(i) for i, _ in values))
-            lines.append(";".join([row_time(t, self.euro)] + [v for _, v in values]))
-        name = "%s_TIC_P_%s.csv.gz" % (self.site, name_stamp(t))
-        path = self.outbox / "PARAM" / name
-        write_atomic(path, gzip.compress(("\r\n".join(lines) + "\r\n").encode("ascii", "replace"),
-                                         mtime=0))
+        path = self.outbox / "PARAM" / files.parameters_name(self.site, name_stamp(t))
+        write_atomic(path, files.parameters_file(sections, t, self.euro))
         return path
 
     def files(self, kind: str) -> list[Path]:
         """Sealed files of a kind, oldest first (names sort by time)."""
-        return sorted(p for p in (self.outbox / kind).iterdir() if not p.name.endswith(".tmp"))
+        return sorted(p for p in (self.outbox / kind).iterdir() if not files.is_temp_name(p.name))
 
     def size(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()

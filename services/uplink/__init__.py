@@ -1,0 +1,1 @@
+"""The uplink service: connections to the remote server, phase by phase."""

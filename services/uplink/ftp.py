@@ -423,6 +423,18 @@ class FtpSession:
                 pass
         self._drop()
 
+    def abort(self) -> None:
+        """From another thread: shut the control connection down, so that a command waiting
+        for its reply fails at once (a transfer fails at its socket timeout at the latest)."""
+        ftp = self._ftp
+        sock = getattr(ftp, "sock", None) if ftp is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._dead = True
+
     def _drop(self) -> None:
         if self._ftputil is not None:
             try:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
-import re
 import tempfile
-import time
 from pathlib import Path
 
 from tic import definitions
-from services.acquisition.spool import name_stamp, row_time, write_atomic
+from ticgw import files
+from ticgw.files import name_stamp, row_time, write_atomic
 
 from . import commands, sync
 from .ftp import (FtpConnectError, FtpDirectoryMissing, FtpError, FtpNoSpace, FtpSession,
@@ -52,8 +50,9 @@ class Connection:
         self.ftp: FtpSession | None = None
         self.effects = commands.Effects()
         self.restart_needed = False
+        self.failed = False              # cut short (fault, deadline)
         self.stats = {"uploaded": 0, "bytes": 0, "failed": 0, "ftp_commands": 0}
-        self.site = settings.site_id
+        self.site = settings.site
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -78,6 +77,12 @@ class Connection:
             except Exception:
                 pass
             self.ftp = None
+
+    def abort(self) -> None:
+        """From another thread: cut the FTP session so that a phase blocked on it returns."""
+        ftp = self.ftp
+        if ftp is not None:
+            ftp.abort()
 
     def _retry_journal(self, attempt, tries, error) -> None:
         self.journal("Erreur de transfert FTP : %d sur %d" % (attempt, tries))
@@ -135,8 +140,8 @@ class Connection:
         d = self.outbox / kind
         if not d.is_dir():
             return []
-        files = [p for p in d.iterdir() if p.is_file() and not p.name.endswith(".tmp")]
-        return sorted(files, key=_time_order)
+        found = [p for p in d.iterdir() if p.is_file() and not files.is_temp_name(p.name)]
+        return sorted(found, key=files.time_order)
 
     # --- the phases ---------------------------------------------------------------------------
 
@@ -197,13 +202,13 @@ class Connection:
             return "failed"
         if site != self.settings.site_id:
             try:
-                self.store.update({"Site_Id": site})
+                self.store.update({"Site_Id": site}, by="server")
             except Exception as e:  # e.g. longer than Site_Id allows
                 log.warning("site ID %r refused: %s", site, e)
                 self.journal("Erreur de récupération de l'ID site")
                 return "failed"
             self.settings = self.store.settings
-            self.site = site
+            self.site = self.settings.site
             self.restart_needed = True
         self.journal("ID Site %s" % site)
         return "done"
@@ -223,7 +228,7 @@ class Connection:
     def commands(self) -> str:
         self.journal("Gestion des fichiers de commandes ...")
         ftp = self._ftp()
-        name = "%s_CMD.csv" % self.site
+        name = files.command_name(self.site)
         try:
             if ftp.stat("CMD", name) is None:
                 self.journal("Pas de fichier de commandes disponible...")
@@ -245,10 +250,10 @@ class Connection:
         if outcome.effects.config_changed:
             self.restart_needed = True
             self.settings = self.store.settings
-        ack = "%s_ACK_%s.csv" % (self.site, name_stamp(self.clock.now()))
+        ack = files.ack_name(self.site, name_stamp(self.clock.now()))
         path = self.outbox / "CMD" / ack
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, "".join(a + "\r\n" for a in outcome.acks).encode("utf-8"))
+        write_atomic(path, files.ack_file(outcome.acks))
         ok = self._deposit_acks() == "done"
         return "done" if ok and not outcome.errors else "failed"
 
@@ -286,8 +291,7 @@ class Connection:
                 for p in problems:
                     log.error("rejected %s from the server: %s", name, p)
                 raise ValueError(str(problems[0]))
-            self.journal("Sauvegarde de la configuration...")
-            self.store.apply_text(kind, content)
+            self.store.apply_text(kind, content, by="server")
             self.settings = self.store.settings
             self._confirm("CONFIGGLOBAL", name + ";")
 
@@ -403,7 +407,7 @@ class Connection:
         data, offset = self.journal.unsent()
         outcome = "done"
         if data:
-            name = "%s_%s.log.gz" % (self.site, name_stamp(self.clock.now()))
+            name = files.log_name(self.site, name_stamp(self.clock.now()))
             path = self.outbox / "LOG" / name
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, gzip.compress(data, mtime=0))
@@ -419,7 +423,7 @@ class Connection:
                 if not ok:
                     outcome = "failed"
         if self.effects.debug_log:
-            name = "%s_%s_debug.log.gz" % (self.site, name_stamp(self.clock.now()))
+            name = files.debug_log_name(self.site, name_stamp(self.clock.now()))
             path = self.outbox / "LOG" / name
             write_atomic(path, gzip.compress(_debug_snapshot(self.data_dir), mtime=0))
             if not self._deposit("LOG", path, "Dépôt du fichier de debug %s",
@@ -455,7 +459,11 @@ class Connection:
         self.journal("Firmware %s vérifié : installation à venir" % name)
         return "done"
 
-    def closing(self) -> None:
+    def closing(self, failure: str | None = None) -> None:
+        """Close the session, say so, resume the acquisition; ``failure``: the row that says
+        why the connection was cut short, first."""
+        if failure:
+            self.journal(failure)
         self.close()
         if self.settings.connection_mode == "modem":
             self.journal("Déconnexion modem...")
@@ -469,9 +477,6 @@ class Connection:
             self.bus_call("acquisition", "resume")
         except Exception as e:
             log.warning("acquisition did not resume: %s", e)
-        if self.restart_needed or self.effects.reboot:
-            self.journal("Veuillez attendre le redémarrage de la passerelle, puis vous "
-                         "reconnecter au serveur Web ...")
 
 
 class _Handlers:
@@ -481,19 +486,10 @@ class _Handlers:
         self.conn = conn
 
     def config_update(self, changes: dict) -> None:
-        self.conn.store.update(changes)
+        self.conn.store.update(changes, by="command")
 
     def params(self) -> None:
         self.conn.bus_call("acquisition", "params")
-
-
-_STAMP = re.compile(r"_(\d{6}_\d{6})")
-
-
-def _time_order(path: Path) -> tuple:
-    """Oldest first by the YYMMDD_hhmmss stamp in the name (the site prefix may have changed)."""
-    m = _STAMP.search(path.name)
-    return (m.group(1) if m else "", path.name)
 
 
 def _sha256_file(path: Path) -> str:

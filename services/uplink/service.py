@@ -1,70 +1,89 @@
 """The uplink service: runs connections to the remote server (DESIGN 5).
 
-Its table of contents is the `connection` machine (statecharts/connection.py): entering a phase
-starts that phase's work (phases.py) in a worker thread, whose outcome fires the next trigger on
-the loop. Connections are started by the `connect` command (web button, install button), the
-schedule (`_var.ini`), an alarm (`ALM_Delay`) or a command file (CONNECT); one at a time, under the
-cross-process task lock "Connexion".
+Its table of contents is the `connection` machine (statecharts/connection.py), whose model is
+:class:`ConnectionModel`: entering a phase submits that phase's work (phases.py) to the
+connection's worker, whose outcome fires the next trigger on the loop; entering `closing` closes
+the session; entering `idle` ends the task whatever happened (the lock is released in a
+`finally`). Connections are started by the `connect` command (web button, INSTALL button), the
+schedule (`_var.ini`), an alarm (`ALM_Delay`) or a command file (CONNECT); one at a time, under
+the cross-process task lock "Connexion". A connection refused because another task runs (a
+detection) starts as soon as that task ends.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
-from pathlib import Path
 
-import zmq
-
-import statecharts
 from bus.client import CommandClient
 from bus.errors import CommandRefused
 from bus.tasklock import TaskBusy, TaskLock
-from services.runtime import Service
-from statecharts.connection import PHASES
-from ticgw.clock import GatewayClock
+from services.runtime import Service, Worker
+from ticgw import journal as journal_rows
 
 from . import ntp, schedule
-from .journal import Journal
 from .phases import Connection
 
 log = logging.getLogger("uplink")
 
 #: Seconds to wait after an alarm before connecting (so a burst of alarms makes one connection).
 ALARM_DEBOUNCE = 10.0
+#: Seconds `closing` may take (closing the session, resuming the acquisition).
+CLOSING_TIMEOUT = 60.0
+#: Rows of the Connexion table kept in memory for the status and the `journal` command.
+TAIL = 200
+#: The journal rows of a connection cut short (not in the manual, which has no such case).
+FAULT_ROW = "Erreur interne de la passerelle : connexion interrompue"
+DEADLINE_ROW = "Connexion interrompue : durée maximale dépassée"
+
+BUSY = ("Une tâche 'Connexion' est déjà en cours d'exécution. "
+        "Veuillez réessayer dans quelques instants.")
 
 
-class _Model:
-    pass
+class ConnectionModel:
+    """The model of the `connection` machine: one method per callback the chart names."""
+
+    def __init__(self, service: "UplinkService"):
+        self.svc = service
+
+    def timeout(self, state: str):
+        return CLOSING_TIMEOUT if state == "closing" else None
+
+    def arm_deadline(self, event) -> None:
+        self.svc.arm_deadline()
+
+    def run_phase(self, event) -> None:
+        self.svc.run_phase(event.state.name)
+
+    def close_connection(self, event) -> None:
+        self.svc.close_connection(event.event.name)
+
+    def connection_over(self, event) -> None:
+        self.svc.connection_over()
 
 
 class UplinkService(Service):
     name = "uplink"
-    subscriptions = ("alarm.raised", "spool.written")
+    subscriptions = ("alarm.raised", "spool.written", "task.ended", "journal")
 
-    def __init__(self, settings, store, data_dir: Path, **kw):
-        super().__init__(settings=settings, **kw)
-        self.store = store
-        # Configuration written by a connection (server file, CONFIG command, site ID): say so.
-        store.on_change = lambda files: self.loop.post(
-            lambda: self.publish("config.changed", files=files, by="server"))
-        self.data_dir = Path(data_dir)
-        self.clock = GatewayClock(self.data_dir / "state")
-        self.journal = Journal(self.data_dir / "state", clock=self.clock.now,
-                               on_entry=self._journal_entry)
-        self.conn_model = _Model()
-        # transitions binds on_enter_<state> when the machine is built: set them first.
-        for phase in PHASES:
-            setattr(self.conn_model, "on_enter_" + phase, self._phase_entered)
-        self.conn_model.on_enter_closing = self._closing_entered
+    def __init__(self, config, **kw):
+        super().__init__(config, **kw)
+        self.conn_model = ConnectionModel(self)
         self.machine("connection", self.conn_model)
+        self.session = Worker(self.loop, "uplink-session")
         self.current: Connection | None = None
         self.lock = None
         self.last = None                # {"start", "end", "reason", "outcome", stats...}
         self.pending_reason: str | None = None
         self.alarm_pending = False
+        self.alarm_timer = None
+        self.deadline_timer = None
         self.next_scheduled: float | None = None
         self._sched_timer = None
         self._version_sent = False
+        self._config_checked: float | None = None
+        self.tail: collections.deque = collections.deque(maxlen=TAIL)
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -73,75 +92,123 @@ class UplinkService(Service):
 
     def cmd_connect(self, params: dict) -> dict:
         """Start a connection now (Connexion task)."""
-        reason = params.get("reason", "button")
-        self._start_connection(reason, install=bool(params.get("install")))
+        reason = str(params.get("reason") or "button")
+        self.start_connection(reason, install=bool(params.get("install")))
         return {"started": True}
 
     def cmd_journal(self, params: dict) -> dict:
         """The last rows of the Connexion table, [date, hour GMT, message]."""
-        return {"rows": self.journal.tail(int(params.get("n", 50)))}
+        n = max(0, int(params.get("n", 50)))
+        return {"rows": list(self.tail)[-n:] if n else []}
 
     # --- life --------------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        self.disk.submit(self._read_state, on_done=self._state_read, name="state")
         self._schedule_next()
 
+    def _read_state(self, job):
+        """In the disk worker: the journal's tail and the last configuration check."""
+        try:
+            checked = float((self.data_dir / "state" / "config_checked").read_text())
+        except (FileNotFoundError, ValueError):
+            checked = None
+        return self.journal_file.tail(TAIL), checked
+
+    def _state_read(self, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            log.error("state not read: %s", outcome)
+            return
+        rows, self._config_checked = outcome
+        seen = list(self.tail)
+        self.tail.clear()
+        self.tail.extend(rows)
+        self.tail.extend(r for r in seen if r not in rows)
+
     def status(self) -> dict:
-        return {"connection": self.conn_model.state, "reason": self.current.reason
-                if self.current else None, "last": self.last,
-                "next_scheduled": self.next_scheduled,
-                "journal": self.journal.tail(12)}
+        return {"connection": self.conn_model.state,
+                "reason": self.current.reason if self.current else None, "last": self.last,
+                "next_scheduled": self.next_scheduled, "pending": self.pending_reason,
+                "journal": list(self.tail)[-12:]}
 
     def on_event(self, topic: str, env: dict) -> None:
-        if topic == "alarm.raised":
+        data = env.get("data") or {}
+        if topic == "journal":
+            date, hour = journal_rows.stamp(float(data.get("time") or env.get("ts") or 0))
+            self.tail.append([date, hour, str(data.get("message", ""))])
+        elif topic == "alarm.raised":
             if int(self.settings.alm_delay) == 0:
-                self.loop.call_later(ALARM_DEBOUNCE, self._alarm_connect)
+                self._alarm_soon(ALARM_DEBOUNCE)
             else:
                 self.alarm_pending = True        # after the next acquisition point
         elif topic == "spool.written":
             if self.alarm_pending:
                 self.alarm_pending = False
-                self.loop.call_later(1.0, self._alarm_connect)
+                self._alarm_soon(1.0)
             elif int(self.settings.connection_on_data_acquisition):
-                self.loop.call_later(1.0, self._try_connect, "acquisition")
+                self.loop.call_later(1.0, self.try_connect, "acquisition")
+        elif topic == "task.ended":
+            if self.pending_reason and self.conn_model.state == "idle":
+                self.loop.call_later(0.2, self._start_pending)
 
     def on_stop(self) -> None:
-        if self.current is not None and self.current.ftp is not None:
-            self.current.close()
+        if self.current is not None:
+            self.current.abort()
+        self.session.cancel()
+        self.session.submit(_close_client, name="close")
+        self.session.drain(1.0)
 
     # --- starting a connection --------------------------------------------------------------
 
-    def _alarm_connect(self) -> None:
-        self._try_connect("alarm")
+    def _alarm_soon(self, delay: float) -> None:
+        """One connection for a burst of alarms: the first arms the timer, the others join it."""
+        if self.alarm_timer is None:
+            self.alarm_timer = self.loop.call_later(delay, self._alarm_connect)
 
-    def _try_connect(self, reason: str) -> None:
+    def _alarm_connect(self) -> None:
+        self.alarm_timer = None
+        self.try_connect("alarm")
+
+    def try_connect(self, reason: str) -> None:
+        """Connect now, or as soon as the task running ends."""
         try:
-            self._start_connection(reason)
+            self.start_connection(reason)
         except CommandRefused as e:
-            # Another task runs (or a connection): ask again once it is over.
             log.info("connection (%s) postponed: %s", reason, e)
             self.pending_reason = self.pending_reason or reason
 
-    def _start_connection(self, reason: str, install: bool = False) -> None:
+    def _start_pending(self) -> None:
+        reason, self.pending_reason = self.pending_reason, None
+        if reason:
+            self.try_connect(reason)
+
+    def start_connection(self, reason: str, install: bool = False) -> None:
         if self.conn_model.state != "idle":
-            raise CommandRefused("busy", "Une tâche 'Connexion' est déjà en cours d'exécution. "
-                                         "Veuillez réessayer dans quelques instants.")
+            raise CommandRefused("busy", BUSY)
         try:
             self.lock = TaskLock(self.run_dir).acquire("Connexion")
         except TaskBusy as e:
             raise CommandRefused("busy", str(e)) from e
-        self.settings = self.store.settings
-        self.current = Connection(
-            settings=self.settings, store=self.store, data_dir=self.data_dir,
-            journal=self.journal, clock=self.clock, bus_call=self._worker_call,
-            ntp_sync=ntp.sync, webservices=self._webservices(), reason=reason, install=install,
-            check_config=self._config_check_due(), mac=self._mac(),
-            send_version=not self._version_sent)
+        try:
+            self.settings = self.store.settings if self.store is not None else self.settings
+            self.current = Connection(
+                settings=self.settings, store=self.store, data_dir=self.data_dir,
+                journal=self.journal_file, clock=self.gateway_clock, bus_call=self._worker_call,
+                ntp_sync=ntp.sync, webservices=self._webservices(), reason=reason,
+                install=install, check_config=self._config_check_due(), mac=self._mac(),
+                send_version=not self._version_sent)
+        except BaseException:
+            self.lock.release()
+            self.lock = None
+            raise
         self._version_sent = True
         self.current.started = time.time()
+        if self.alarm_timer is not None:       # this connection sends the alarms too
+            self.alarm_timer.cancel()
+            self.alarm_timer = None
         log.info("connection started (%s)", reason)
         self.publish("task.started", task="Connexion", reason=reason)
-        statecharts.fire(self.conn_model, "start")
+        self.fire("connection", "start")
 
     def _webservices(self):
         if not int(self.settings.web_service_enable) or not self.settings.web_service_url:
@@ -155,25 +222,37 @@ class UplinkService(Service):
 
     def _config_check_due(self) -> bool:
         days = int(self.settings.connection_check_config_period)
-        if days == 0:
+        if days == 0 or self._config_checked is None:
             return True
-        mark = self.data_dir / "state" / "config_checked"
-        try:
-            last = float(mark.read_text())
-        except (FileNotFoundError, ValueError):
-            return True
-        return time.time() - last >= days * 86400
+        return time.time() - self._config_checked >= days * 86400
 
-    # --- the machine's phases ----------------------------------------------------------------
+    # --- the machine's work ------------------------------------------------------------------
 
-    def _phase_entered(self, event) -> None:
-        phase = event.state.name
+    def arm_deadline(self) -> None:
+        minutes = int(self.settings.connection_timeout)
+        self.deadline_timer = self.loop.call_later(minutes * 60.0, self._deadline, self.current)
+
+    def _deadline(self, conn) -> None:
+        if conn is self.current and self.conn_model.state not in ("idle", "closing"):
+            log.error("connection (%s) still running after %d min: cut short", conn.reason,
+                      int(self.settings.connection_timeout))
+            self.fire("connection", "deadline")
+
+    def run_phase(self, phase: str) -> None:
         conn = self.current
-        self.run_in_thread(getattr(conn, phase), on_done=lambda outcome: self._phase_done(
-            phase, outcome), name="uplink-" + phase)
+        job = self.session.submit(lambda job: self._phase_job(job, conn, phase),
+                                  on_done=lambda outcome: self._phase_done(phase, outcome),
+                                  name=phase)
+        job.on_cancel(conn.abort)
+
+    @staticmethod
+    def _phase_job(job, conn: Connection, phase: str):
+        return getattr(conn, phase)()
 
     def _phase_done(self, phase: str, outcome) -> None:
-        if isinstance(outcome, Exception):
+        if self.conn_model.state != phase:
+            return                               # the connection moved on (deadline, fault)
+        if isinstance(outcome, BaseException):
             from .ftp import FtpConnectError, FtpError
             if isinstance(outcome, FtpConnectError):
                 trigger = "abort"
@@ -181,84 +260,102 @@ class UplinkService(Service):
                 log.warning("phase %s: %s", phase, outcome)
                 trigger = "failed"
             else:
-                log.error("phase %s crashed: %r", phase, outcome)
+                log.error("phase %s crashed: %r", phase, outcome, exc_info=outcome)
                 trigger = "failed"
             detail = str(outcome)
         else:
             trigger, detail = outcome, None
         self.publish("connection.phase", phase=phase,
                      outcome={"done": "ok"}.get(trigger, trigger), detail=detail)
-        statecharts.fire(self.conn_model, trigger)
+        self.fire("connection", trigger)
 
-    def _closing_entered(self, event) -> None:
-        self.run_in_thread(self.current.closing, on_done=self._connection_over, name="uplink-closing")
-
-    def _connection_over(self, outcome) -> None:
+    def close_connection(self, trigger: str) -> None:
         conn = self.current
-        if isinstance(outcome, Exception):
+        failure = {"fault": FAULT_ROW, "deadline": DEADLINE_ROW}.get(trigger)
+        if failure:
+            conn.failed = True
+        self.session.cancel()                    # a phase still running is cut short
+        self.session.submit(lambda job: conn.closing(failure),
+                            on_done=lambda outcome: self._closing_done(conn, outcome),
+                            name="closing")
+
+    def _closing_done(self, conn: Connection, outcome) -> None:
+        if isinstance(outcome, BaseException):
             log.error("closing: %r", outcome)
-        if conn.check_config:
-            (self.data_dir / "state" / "config_checked").write_text(str(time.time()))
-        self.last = {"start": conn.started, "end": time.time(), "reason": conn.reason,
-                     **conn.stats}
-        log.info("connection over (%s): %d files sent, %d failed, %d bytes", conn.reason,
-                 conn.stats["uploaded"], conn.stats["failed"], conn.stats["bytes"])
-        self.publish("task.ended", task="Connexion",
-                     outcome="failed" if conn.stats["failed"] else "ok")
-        effects, restart = conn.effects, conn.restart_needed or conn.effects.reboot
-        self.current = None
-        statecharts.fire(self.conn_model, "finished")
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+        if conn is self.current and self.conn_model.state == "closing":
+            self.fire("connection", "finished")
+
+    def connection_over(self) -> None:
+        """Entering `idle`: the task ends whatever happened."""
+        conn, self.current = self.current, None
+        try:
+            if self.deadline_timer is not None:
+                self.deadline_timer.cancel()
+                self.deadline_timer = None
+            if conn is None:
+                return
+            failed = getattr(conn, "failed", False) or bool(conn.stats["failed"])
+            self.last = {"start": conn.started, "end": time.time(), "reason": conn.reason,
+                         "outcome": "failed" if failed else "ok", **conn.stats}
+            log.info("connection over (%s): %d files sent, %d failed, %d bytes", conn.reason,
+                     conn.stats["uploaded"], conn.stats["failed"], conn.stats["bytes"])
+            if conn.check_config and not getattr(conn, "failed", False):
+                self._config_checked = time.time()
+                self.disk.submit(self._mark_config_checked, self._config_checked,
+                                 name="config_checked")
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+        self.publish("task.ended", task="Connexion", outcome=self.last["outcome"])
+        self._after(conn)
+
+    def _mark_config_checked(self, job, when: float) -> None:
+        (self.data_dir / "state" / "config_checked").write_text(str(when))
+
+    def _after(self, conn: Connection) -> None:
+        """What the connection asked for once it is over."""
+        effects = conn.effects
         if effects.detect:
             self.call("acquisition", "detect")
-        if restart:
-            self._restart_gateway()
+        if conn.restart_needed or effects.reboot:
+            self.restart_gateway("new configuration" if conn.restart_needed else "REBOOT")
             return
         if effects.connect_again or self.pending_reason:
-            reason = "command" if effects.connect_again else self.pending_reason
-            self.pending_reason = None
-            self.loop.call_later(1.0, self._try_connect, reason)
-
-    def _restart_gateway(self) -> None:
-        """A new configuration or definition: every service restarts (re-executes itself)."""
-        for svc in ("acquisition", "modem", "web"):
-            self.call(svc, "restart", timeout=2.0)
-        self.loop.call_later(0.5, self.restart)
+            if effects.connect_again:
+                self.pending_reason = "command"
+            self.loop.call_later(1.0, self._start_pending)
 
     # --- scheduling ------------------------------------------------------------------------------
 
     def _schedule_next(self) -> None:
-        now = self.clock.now()
+        now = self.gateway_clock.now()
         self.next_scheduled = schedule.next_connection(self.settings, now)
         delay = max(self.next_scheduled - now, 0.0)
         log.info("next scheduled connection in %.0f s", delay)
         self._sched_timer = self.loop.call_later(delay, self._scheduled)
 
     def _scheduled(self) -> None:
-        self._try_connect("schedule")
+        self.try_connect("schedule")
         self._schedule_next()
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _journal_entry(self, entry: dict) -> None:
-        """Called from the phase's worker thread: publish on the loop."""
-        self.loop.post(lambda: self.publish("journal", time=entry["time"],
-                                            message=entry["message"]))
-
     def _worker_call(self, service: str, method: str, timeout: float = 5.0, **params):
-        """A blocking bus call from a phase's worker thread (its own sockets: zmq sockets are
-        not shared between threads)."""
-        client = _thread_client(self)
+        """A blocking bus call from the session's worker (its own sockets: zmq sockets are not
+        shared between threads)."""
+        client = getattr(_local, "client", None)
+        if client is None:
+            client = _local.client = CommandClient(self.ctx, self.endpoints, src=self.name)
         return client.call(service, method, timeout=timeout, **params)
 
 
 _local = threading.local()
 
 
-def _thread_client(svc: UplinkService) -> CommandClient:
+def _close_client(job) -> None:
+    """In the session's worker, last: close its bus client (sockets die with their thread)."""
     client = getattr(_local, "client", None)
-    if client is None:
-        client = _local.client = CommandClient(svc.ctx, svc.endpoints, src=svc.name)
-    return client
+    if client is not None:
+        client.close()
+        _local.client = None

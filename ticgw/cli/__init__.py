@@ -9,7 +9,8 @@ import sys
 from ticgw import __version__
 
 #: Sub-command modules; each has add_parser(subparsers), which sets args.func.
-COMMANDS = ("ticgw.cli.decode", "ticgw.cli.config", "ticgw.cli.statecharts", "ticgw.cli.bus")
+COMMANDS = ("ticgw.cli.decode", "ticgw.cli.config", "ticgw.cli.statecharts", "ticgw.cli.bus",
+            "ticgw.cli.procfile")
 #: Command groups: `ticgw sim meter ...`; each module adds its commands under the group.
 GROUPS = {"sim": ("simulators (meters, modem, server)", ("sim.cli", "sim.server_cli"))}
 

@@ -21,6 +21,7 @@ import zmq
 
 from bus import endpoints as eps
 from bus import envelope, messages
+from ticgw import gateway
 from bus.client import CommandClient, Publisher, Subscriber
 from bus.errors import BadMessage, BusError, ProtocolMismatch
 
@@ -35,6 +36,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--run", help="run dir (default $TICGW_RUN or var/run)")
     sub = p.add_subparsers(dest="bus_action", metavar="ACTION")
     sub.required = True
+
+    s = sub.add_parser("broker", help="run the event broker with the endpoints of the gateway's "
+                                      "configuration (the Procfile's 'bus' process)")
+    s.add_argument("--stats-period", type=float, default=60.0,
+                   help="seconds between counter logs at DEBUG (0: never)")
+    s.set_defaults(func=cmd_broker)
 
     s = sub.add_parser("tap", help="print events as they pass")
     s.add_argument("topics", nargs="*", metavar="TOPIC", help="topic prefixes (default: all)")
@@ -72,7 +79,7 @@ def add_parser(subparsers) -> None:
 
 
 def _endpoints(args) -> eps.Endpoints:
-    return eps.from_environment(args.run)
+    return gateway.endpoints_from_environment(args.run)
 
 
 def _deadline(seconds):
@@ -93,17 +100,76 @@ def _json_default(value):
     return repr(value)
 
 
+#: Seconds without a connection to the broker before the tools say where they looked.
+NO_BROKER_HINT_AFTER = 1.0
+
+
+class BrokerWatch:
+    """Tells the user, once, when no broker answers at the address tried, and how to point the
+    tool at the right gateway (a tap that prints nothing is no help)."""
+
+    def __init__(self, sock: zmq.Socket, endpoint: str, run_dir):
+        self.endpoint = endpoint
+        self.run_dir = run_dir
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self.sock = sock
+        self.connected = False
+        self.hinted = False
+        self.started = time.monotonic()
+
+    def check(self) -> None:
+        while not self.connected:
+            try:
+                msg = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if msg:
+                self.connected = True
+                if self.hinted:
+                    print("connected to the bus broker at %s" % self.endpoint, file=sys.stderr)
+        if not self.connected and not self.hinted and \
+                time.monotonic() - self.started >= NO_BROKER_HINT_AFTER:
+            self.hinted = True
+            print(hint_no_broker(self.endpoint, self.run_dir), file=sys.stderr)
+
+    def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(linger=0)
+
+
+def hint_no_broker(endpoint: str, run_dir) -> str:
+    return ("no bus broker answers at %s (run dir %s): is the gateway running? Point at it "
+            "with --run DIR or TICGW_RUN=DIR (the demo's is var/demo/run); a gateway whose bus "
+            "is on tcp:// is found through its configuration (TICGW_DATA). Still waiting..."
+            % (endpoint, run_dir))
+
+
 @contextlib.contextmanager
 def _subscription(args):
-    """A subscriber to the topics named on the command line (all when none), closed after."""
+    """A subscriber to the topics named on the command line (all when none), closed after;
+    ``sub.watch.check()`` says once when no broker answers."""
     e = _endpoints(args)
     ctx = zmq.Context()
     sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
+    sub.watch = BrokerWatch(sub.sock, e.xpub, e.run_dir)
     try:
         yield sub
     finally:
+        sub.watch.close()
         sub.close()
         ctx.destroy(linger=0)
+
+
+# --- broker -----------------------------------------------------------------------------------
+
+def cmd_broker(args) -> int:
+    from bus import broker
+
+    argv = ["--stats-period", str(args.stats_period)]
+    return broker.main(argv, endpoints=_endpoints(args))
 
 
 # --- tap ------------------------------------------------------------------------------------
@@ -114,9 +180,10 @@ def cmd_tap(args) -> int:
     with _subscription(args) as sub:
         try:
             while args.count is None or n < args.count:
-                wait = _left(deadline)
+                wait = _left(deadline, 0.25)
                 if wait is None:
                     break
+                sub.watch.check()
                 got = sub.recv(timeout=wait)
                 if got is None:
                     continue
@@ -196,9 +263,10 @@ def cmd_stats(args) -> int:
     with _subscription(args) as sub:
         try:
             while True:
-                wait = _left(deadline)
+                wait = _left(deadline, 0.25)
                 if wait is None:
                     break
+                sub.watch.check()
                 got = sub.recv(timeout=wait)
                 if got is not None:
                     counts[got[0]] += 1
@@ -224,9 +292,10 @@ def cmd_record(args) -> int:
     with _subscription(args) as sub, open(args.file, "wb") as f:
         try:
             while args.count is None or n < args.count:
-                wait = _left(deadline)
+                wait = _left(deadline, 0.25)
                 if wait is None:
                     break
+                sub.watch.check()
                 if not sub.sock.poll(int(wait * 1000) + 1):
                     continue
                 got = sub.recv_raw_nowait()

@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     stale = []
-    for name in statecharts.CHARTS:
+    for name in statecharts.charts():
         path = statecharts.HERE / ("%s.md" % name)
         text = statecharts.mermaid(name)
         current = path.read_text(encoding="utf-8") if path.exists() else None

@@ -8,14 +8,11 @@ Latin-1 when every character allows it (the server side expects ANSI files), els
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from ..files import fsync_dir, is_temp_name, write_atomic  # noqa: F401 (re-exported)
 
 __all__ = ["ParsedIni", "decode", "encode", "parse_ini", "write_atomic", "is_temp_name"]
-
-_TEMP_SUFFIX = ".tmp"
-
 
 def decode(data: bytes) -> str:
     """Bytes of a file as text: UTF-8 (with or without BOM), else Latin-1."""
@@ -71,40 +68,3 @@ def parse_ini(text: str) -> ParsedIni:
 
 def _clip(s: str, n: int = 60) -> str:
     return s if len(s) <= n else s[:n] + "..."
-
-
-def is_temp_name(name: str) -> bool:
-    """Names write_atomic uses for its temporary files (and hidden files): never configuration."""
-    return name.startswith(".") or name.endswith(_TEMP_SUFFIX)
-
-
-def write_atomic(path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
-
-    A temporary file in the same directory is written, flushed and fsync'd, renamed over the
-    target, and the directory is fsync'd so the rename itself is durable.
-    """
-    path = Path(path)
-    tmp = path.with_name(".%s.%s%s" % (path.name, os.urandom(4).hex(), _TEMP_SUFFIX))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .. import registry
 from . import types as t
 from .password import DEFAULT_PASSWORD_HASH
 
@@ -61,9 +62,11 @@ _C, _D, _V = "config", "daq", "var"
 
 DECLARED: tuple[Key, ...] = (
     # ---- <site>_config.ini ----------------------------------------------------------------------
-    _k("Site_Id", _C, t.Text(empty=False, max_len=40, pattern=_SITE,
+    _k("Site_Id", _C, t.Text(empty=True, max_len=40, pattern=_SITE,
                              doc="letters, digits, '-', '_' or '.', at most 40"),
-       "WEBDYN", "Site identifier; prefix of every file name on the server", "Site"),
+       "WEBDYN", "Site identifier; prefix of every file name on the server; may be empty when "
+       "Site_IdAuto=1 (fetched at the next connection; files are named WEBDYN until then)",
+       "Site"),
     _k("Site_IdAuto", _C, t.Bool(), 0,
        "1: fetch the site identifier from the Web Services at each connection "
        "(needs WebService_Enable=1)", "Site"),
@@ -149,14 +152,10 @@ DECLARED: tuple[Key, ...] = (
     _k("Bus_Xpub", _C, t.Endpoint(), "",
        "Endpoint of the event broker's XPUB side (subscribers); empty: ipc://RUN/bus-xpub",
        "Bus"),
-    _k("Bus_Acquisition", _C, t.Endpoint(), "",
-       "Command endpoint of the acquisition service; empty: ipc://RUN/acquisition.cmd", "Bus"),
-    _k("Bus_Modem", _C, t.Endpoint(), "",
-       "Command endpoint of the modem service; empty: ipc://RUN/modem.cmd", "Bus"),
-    _k("Bus_Uplink", _C, t.Endpoint(), "",
-       "Command endpoint of the uplink service; empty: ipc://RUN/uplink.cmd", "Bus"),
-    _k("Bus_Web", _C, t.Endpoint(), "",
-       "Command endpoint of the web service; empty: ipc://RUN/web.cmd", "Bus"),
+    # one command endpoint per service of the registry: Bus_Acquisition, Bus_Uplink...
+    *(_k(spec.config_key, _C, t.Endpoint(), "",
+         "Command endpoint of the %s service; empty: ipc://RUN/%s.cmd" % (spec.name, spec.name),
+         "Bus") for spec in registry.SERVICES),
     _k("Bus_CurvePublicKey", _C, t.Z85Key(), "",
        "ZeroMQ CURVE public key (Z85, 40 characters); required when a Bus_* endpoint is tcp://",
        "Bus"),
@@ -210,6 +209,9 @@ DECLARED: tuple[Key, ...] = (
            "Minute of further fixed daily connection %d" % i, "Schedule"))),
     _k("Connection_OnDataAcquisition", _V, t.Bool(), 0,
        "1: also connect after every sample to upload the new data", "Schedule"),
+    _k("Connection_Timeout", _V, t.Int(1, 1440, "min"), 30,
+       "Minutes a connection may last at most; beyond, it is cut short (the journal says so) "
+       "and what is left waits for the next one", "Schedule"),
     _k("Connection_CheckConfigPeriod", _V, t.Int(0, 365, "days"), 0,
        "Days between checks of the server's configuration and definition files; "
        "0: at every connection", "Schedule"),

@@ -6,7 +6,6 @@ name, plus ``inputs``), so adding a key to ``keys.py`` is the only step needed.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -17,21 +16,10 @@ from .password import DEFAULT_PASSWORD_HASH
 
 __all__ = ["ConfigProblem", "ConfigError", "TicInput", "Settings", "build", "defaults",
            "describe", "render", "render_bytes", "key_table_markdown", "file_name", "MASK",
-           "DEFAULT_SITE", "BUS_ENDPOINTS"]
+           "DEFAULT_SITE"]
 
 MASK = "****"
 DEFAULT_SITE = BY_NAME["Site_Id"].default
-
-#: endpoint name -> (Settings field, default ipc name under the run dir)
-BUS_ENDPOINTS = {
-    "xsub": ("bus_xsub", "bus-xsub"),
-    "xpub": ("bus_xpub", "bus-xpub"),
-    "acquisition": ("bus_acquisition", "acquisition.cmd"),
-    "modem": ("bus_modem", "modem.cmd"),
-    "uplink": ("bus_uplink", "uplink.cmd"),
-    "web": ("bus_web", "web.cmd"),
-}
-
 
 @dataclass(frozen=True)
 class ConfigProblem:
@@ -79,23 +67,14 @@ class _SettingsMethods:
         """Seconds between two samples: DAQ_Period minutes, or DAQ_PeriodSec when it is 0."""
         return self.daq_period * 60 if self.daq_period else self.daq_period_sec
 
-    def endpoint(self, name: str, run_dir=None) -> str:
-        """Bus endpoint ``xsub``, ``xpub`` or a service's command endpoint (``acquisition``,
-        ``modem``, ``uplink``, ``web``; ``Bus_Xsub`` style names work too): the configured one, or
-        ``ipc://<run dir>/<default name>`` (run dir: argument, else $TICGW_RUN, else var/run)."""
-        n = name.lower()
-        n = n[4:] if n.startswith("bus_") else n
-        attr, default = BUS_ENDPOINTS[n]
-        value = getattr(self, attr)
-        if value:
-            return value
-        if run_dir is None:
-            run_dir = os.environ.get("TICGW_RUN", "var/run")
-        return "ipc://%s/%s" % (str(run_dir).rstrip("/"), default)
+    @property
+    def site(self) -> str:
+        """The prefix of file names: Site_Id, or WEBDYN while an automatic one is not known."""
+        return self.site_id or DEFAULT_SITE
 
     def file_names(self) -> dict[str, str]:
         """kind -> file name, e.g. ``{"config": "WEBDYN_config.ini", ...}``."""
-        return {kind: file_name(self.site_id, kind) for kind in KINDS}
+        return {kind: file_name(self.site, kind) for kind in KINDS}
 
     def get(self, key: str):
         """The typed value of one key by its file name (``DAQ_Period``, ``TIC_Port[2]``)."""
@@ -180,6 +159,9 @@ def _cross_checks(v: dict, files: Mapping[str, str]) -> list[ConfigProblem]:
     def bad(key, reason):
         out.append(ConfigProblem(files[BY_NAME[key].kind], key, reason))
 
+    if not v["Site_Id"] and not v["Site_IdAuto"]:
+        bad("Site_Id", "is empty: give the site identifier, or set Site_IdAuto=1 to have the "
+                       "Web Services give one")
     if v["Site_IdAuto"] and not v["WebService_Enable"]:
         bad("Site_IdAuto", "an automatic site identifier needs the Web Services: "
                            "set WebService_Enable=1 (and WebService_Url)")
@@ -245,7 +227,7 @@ def render(settings, kind: str) -> str:
     """The whole INI text of one file: every key (defaults included), grouped, fixed order."""
     if kind not in KINDS:
         raise ValueError("unknown configuration file kind %r" % kind)
-    lines = ["# %s: %s" % (file_name(settings.site_id, kind), _TITLES[kind]),
+    lines = ["# %s: %s" % (file_name(settings.site, kind), _TITLES[kind]),
              "# One key=value per line; keys are case-sensitive. List: ticgw config keys"]
     group = None
     for k in keys_of(kind):

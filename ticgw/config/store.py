@@ -118,7 +118,7 @@ def _evaluate(site: str, data: dict[str, bytes], extra_texts=None) -> Loaded:
         texts[kind] = _parse_file(names[kind], decode(raw), problems, warnings)
     config = texts.setdefault("config", {})
     config.setdefault("Site_Id", site)
-    if config["Site_Id"] != site and "config" in data:
+    if (config["Site_Id"] or DEFAULT_SITE) != site and "config" in data:
         warnings.append(ConfigProblem(names["config"], "Site_Id",
                                       "is %s but the file is named %s: the files will be "
                                       "renamed" % (config["Site_Id"], names["config"])))
@@ -164,11 +164,13 @@ class ConfigStore:
     ``settings`` is the configuration in force: the last one that loaded without problems (the
     defaults, for the site named by the files, when none ever did; ``problems`` then says why).
     Every write is atomic per file and made under an exclusive lock on ``config/.lock`` so that
-    processes sharing the data dir do not interleave; ``on_change(file_names)`` is called after
-    each successful write (publish ``config.changed`` from it).
+    processes sharing the data dir do not interleave; ``on_change(file_names, by)`` is called
+    after each successful write, with who wrote (``by``: web, server, command, detection...), in
+    the writing thread (journal *Sauvegarde de la configuration...* and publish
+    ``config.changed`` from it).
     """
 
-    def __init__(self, data_dir, *, on_change: Callable[[list[str]], None] | None = None):
+    def __init__(self, data_dir, *, on_change: Callable[[list[str], str], None] | None = None):
         self.data_dir = Path(data_dir)
         self.dir = self.data_dir / "config"
         self.on_change = on_change
@@ -193,22 +195,22 @@ class ConfigStore:
 
     # ---- reading --------------------------------------------------------------------------------
 
-    def reload(self) -> list[ConfigProblem]:
+    def reload(self, by: str = "gateway") -> list[ConfigProblem]:
         """Read the files again. On success the new settings replace the old ones and ``[]`` is
         returned; otherwise the settings in force stay and the problems are returned."""
         with self._lock(exclusive=False):
             loaded = read_dir(self.dir)
         written = []
-        if loaded.settings is not None and loaded.settings.site_id != loaded.site:
+        if loaded.settings is not None and loaded.settings.site != loaded.site:
             # Site_Id edited inside the config file: move the files to the new prefix
             with self._lock(exclusive=True):
                 loaded = read_dir(self.dir)
-                if loaded.settings is not None and loaded.settings.site_id != loaded.site:
+                if loaded.settings is not None and loaded.settings.site != loaded.site:
                     self._disk_site = loaded.site
-                    written = self._write(loaded.settings.site_id, {})
+                    written = self._write(loaded.settings.site, {})
                     loaded = read_dir(self.dir)
         self._take(loaded)
-        self._notify(written)
+        self._notify(written, by)
         return list(loaded.problems)
 
     def _take(self, loaded: Loaded) -> None:
@@ -229,7 +231,7 @@ class ConfigStore:
                   len(loaded.problems), "previous" if self._good else "default")
 
     def file_path(self, kind: str) -> Path:
-        return self.dir / file_name(self.settings.site_id, kind)
+        return self.dir / file_name(self.settings.site, kind)
 
     # ---- checking -------------------------------------------------------------------------------
 
@@ -243,11 +245,11 @@ class ConfigStore:
             raise ValueError("unknown configuration file kind %r" % kind)
         data = text if isinstance(text, bytes) else encode(text)
         others = {k: self.settings.raw(k) for k in KINDS if k != kind}
-        return _evaluate(self.settings.site_id, {kind: data}, others)
+        return _evaluate(self.settings.site, {kind: data}, others)
 
     # ---- writing --------------------------------------------------------------------------------
 
-    def apply_text(self, kind: str, text):
+    def apply_text(self, kind: str, text, by: str = "server"):
         """Accept a whole file (str or bytes, kept byte for byte): validate, write atomically,
         reload. Raises :class:`ConfigError` and touches nothing when it does not validate."""
         data = text if isinstance(text, bytes) else encode(text)
@@ -257,53 +259,63 @@ class ConfigStore:
                 raise ConfigError(cand.problems)
             for w in cand.warnings:
                 log.warning("configuration: %s", w)
-            written = self._write(cand.settings.site_id, {kind: data})
+            written = self._write(cand.settings.site, {kind: data})
             loaded = read_dir(self.dir)
         self._take(loaded)
-        self._notify(written)
+        self._notify(written, by)
         if loaded.problems:
             raise ConfigError(loaded.problems)
         return self.settings
 
-    def update(self, changes: dict):
-        """Web form edits: ``{key: value}`` (text, int or bool) merged over the settings in
-        force; the result is validated whole, then the affected files are rewritten. Raises
-        :class:`ConfigError` naming each unknown key or bad value; nothing is written then."""
+    def update(self, changes: dict, by: str = "web"):
+        """Edits: ``{key: value}`` (text, int or bool) merged over the configuration on disk
+        (another process may have written since this one read it; when the disk's does not
+        load, over the settings in force); the result is validated whole, then the affected
+        files are rewritten. Raises :class:`ConfigError` naming each unknown key or bad value;
+        nothing is written then. Values equal to the current ones write nothing."""
         unknown = [ConfigProblem("", key, "unknown key") for key in changes if key not in BY_NAME]
         if unknown:
             raise ConfigError(unknown)
         with self._lock(exclusive=True):
-            texts = self.settings.all_raw()
+            current = read_dir(self.dir)
+            base = current.settings if current.settings is not None else self.settings
+            texts = base.all_raw()
+            changes = {k: v for k, v in changes.items()
+                       if texts[BY_NAME[k].kind].get(k) != _as_text(v)}
+            if not changes:
+                if current.settings is not None:
+                    self._take(current)
+                return self.settings
             kinds = []
             for key, value in changes.items():
                 k = BY_NAME[key]
                 texts[k.kind][key] = _as_text(value)
                 if k.kind not in kinds:
                     kinds.append(k.kind)
-            site = texts["config"]["Site_Id"]
+            site = texts["config"]["Site_Id"] or DEFAULT_SITE
             names = {kind: file_name(site, kind) for kind in KINDS}
             settings, problems = build(texts, names)
             if problems:
                 raise ConfigError(problems)
-            written = self._write(settings.site_id,
+            written = self._write(settings.site,
                                   {kind: render_bytes(settings, kind) for kind in kinds})
             loaded = read_dir(self.dir)
         self._take(loaded)
-        self._notify(written)
+        self._notify(written, by)
         if loaded.problems:
             raise ConfigError(loaded.problems)
         return self.settings
 
-    def ensure_files(self) -> list[str]:
+    def ensure_files(self, by: str = "gateway") -> list[str]:
         """Write each missing file with the settings in force (first start). Returns the names
         written."""
         with self._lock(exclusive=True):
             missing = {kind: render_bytes(self.settings, kind) for kind in KINDS
                        if not self.file_path(kind).exists()}
-            written = self._write(self.settings.site_id, missing) if missing else []
+            written = self._write(self.settings.site, missing) if missing else []
             loaded = read_dir(self.dir)
         self._take(loaded)
-        self._notify(written)
+        self._notify(written, by)
         return written
 
     def _write(self, site: str, contents: dict[str, bytes]) -> list[str]:
@@ -341,9 +353,9 @@ class ConfigStore:
         self._disk_site = site
         return written
 
-    def _notify(self, written: list[str]) -> None:
+    def _notify(self, written: list[str], by: str) -> None:
         if written and self.on_change is not None:
-            self.on_change(list(written))
+            self.on_change(list(written), by)
 
 
 def _site_ok(site: str) -> bool:

@@ -1,0 +1,170 @@
+"""The registry of the gateway's services: one entry per service, the one place that names them.
+
+An entry says what a newcomer needs to add a service: its name (bus source, topics ``<name>.*``,
+logger), the module ``python -m`` starts, the state machines it runs (charts in
+``statecharts/``, beyond the ``activity`` every service runs), the commands it answers and the
+topics it publishes beyond the common ones (``bus/messages.py``). The tuple's order is the start
+order and the order of a whole-gateway restart.
+
+Everything else derives from here: the bus declarations (:func:`bus.messages.declare`), the command
+endpoints and their ``Bus_<Name>`` configuration keys, the list of charts ``ticgw statecharts``
+renders, and the ``Procfile`` (``ticgw procfile`` writes it). Adding the modem or the web service
+is one entry below plus its package ``services/<name>/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bus import messages
+from bus.messages import Command, topic
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    doc: str
+    module: str                         # started as ``python -m <module>``
+    charts: tuple[str, ...] = ()        # machines beyond ``activity`` (statecharts/<chart>.py)
+    commands: tuple[Command, ...] = ()  # its own commands (status, restart... are common)
+    topics: tuple = ()                  # topics it publishes beyond the common ones
+
+    @property
+    def config_key(self) -> str:
+        """The configuration key of its command endpoint: ``Bus_Acquisition``."""
+        return "Bus_" + "".join(part.capitalize() for part in self.name.split("_"))
+
+
+ACQUISITION = ServiceSpec(
+    "acquisition",
+    "reads the TIC inputs, detects the meters, samples, raises alarms, fills the spool; "
+    "drives the front panel (LEDs and INSTALL button)",
+    "services.acquisition",
+    charts=("tic_input",),
+    commands=(
+        Command("acquisition", "detect", "Détection: probe every input again (task lock)", {},
+                {"started": "true", "inputs": "input numbers being probed"}),
+        Command("acquisition", "seal", "close the current records into upload files", {},
+                {"files": "file names made"}),
+        Command("acquisition", "pause", "stop writing records (sampling goes on)", {},
+                {"paused": "true"}),
+        Command("acquisition", "resume", "write records again", {}, {"paused": "false"}),
+        Command("acquisition", "details", "the label/value table seen at detection, per input",
+                {}, {"inputs": "input number (text) -> summary with 'details' [[label, value]...]"}),
+        Command("acquisition", "params", "write the parameters file into the outbox", {},
+                {"file": "file name, or None"}),
+        Command("acquisition", "button", "the INSTALL button: short press (about 1 s) connects "
+                "and deposits the parameters file; long press (about 10 s) restarts the gateway",
+                {"press": "short or long"}, {"action": "connect or reboot"}),
+        Command("acquisition", "leds", "the front panel's LEDs now", {},
+                {"leds": "LED name -> pattern (on, off, fast, slow, flicker)"}),
+    ),
+    topics=(
+        topic("tic.<n>.frame", "one TIC frame decoded on input n",
+              {"input": "input number (1-based)", "mode": "historic or standard",
+               "complete": "frame had its start and end marks",
+               "groups": "[label, value, horodate, checksum_ok] per group",
+               "checksum_errors": "groups with a bad checksum", "errors": "decoder errors"},
+              ("acquisition",), required=("input",)),
+        topic("tic.<n>.detected", "a meter was identified on input n",
+              {"input": "input number", "family": "meter family (catalogue)",
+               "mode": "historic or standard", "baud": "line speed",
+               "serial": "meter serial number", "definition": "definition file used",
+               "variables": "labels seen at detection"},
+              ("acquisition",), required=("input",)),
+        topic("tic.<n>.lost", "no valid frame on input n for the loss delay",
+              {"input": "input number", "since": "epoch seconds the meter was declared lost"},
+              ("acquisition",), required=("input",)),
+        topic("tic.<n>.found", "valid frames again on input n after a loss",
+              {"input": "input number", "since": "epoch seconds it had been lost since"},
+              ("acquisition",), required=("input",)),
+        topic("spool.written", "a record is on disk in the spool",
+              {"input": "input number", "count": "records written", "seq": "record sequence",
+               "time": "sample time as written in the record", "columns": "the record's values"},
+              ("acquisition",)),
+        topic("gateway.leds", "the front panel: ACTIVITY and TIC1..TIC3 (manual section 12)",
+              {"leds": "LED name -> pattern: on, off, fast (initialisation), slow "
+                       "(operational), flicker (traffic)",
+               "pulse": "the TIC LED that blinks once for a frame just read, if any"},
+              ("acquisition",), required=("leds",)),
+    ),
+)
+
+UPLINK = ServiceSpec(
+    "uplink",
+    "runs connections to the remote server, phase by phase (manual 10.3.2)",
+    "services.uplink",
+    charts=("connection",),
+    commands=(
+        Command("uplink", "journal", "the last rows of the Connexion table", {"n": "how many"},
+                {"rows": "[date, hour GMT, message] per row"}),
+        Command("uplink", "connect", "start a connection (Connexion task)",
+                {"reason": "button, install, schedule, alarm, command",
+                 "install": "true: also deposit the parameters file (INSTALL button)"},
+                {"started": "true"}),
+    ),
+    topics=(
+        topic("connection.phase", "a phase of the uplink connection ended (DESIGN section 5)",
+              {"phase": "phase name", "outcome": "ok, nothing or failed",
+               "detail": "why, if failed", "files": "files moved in this phase"},
+              ("uplink",), required=("phase",)),
+    ),
+)
+
+#: Every service, in start order (and whole-gateway restart order).
+SERVICES: list[ServiceSpec] = []
+
+
+def register(spec: ServiceSpec) -> ServiceSpec:
+    """Add a service (the entries below; a test or an integrator's own service may add one)."""
+    if any(s.name == spec.name for s in SERVICES):
+        raise ValueError("service %s is already registered" % spec.name)
+    messages.declare(spec.name, spec.commands, spec.topics)
+    SERVICES.append(spec)
+    return spec
+
+
+#: The gateway's own services (what this file declares), in order.
+BUILTIN: tuple[ServiceSpec, ...] = (ACQUISITION, UPLINK)
+
+for _spec in BUILTIN:
+    register(_spec)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(s.name for s in SERVICES)
+
+
+def get(name: str) -> ServiceSpec:
+    for s in SERVICES:
+        if s.name == name:
+            return s
+    raise KeyError("no service %r in the registry (ticgw/registry.py); known: %s"
+                   % (name, ", ".join(names())))
+
+
+def charts(specs=None) -> tuple[str, ...]:
+    """Every chart a service runs (of ``specs``, default every registered service):
+    ``activity`` first, then each entry's, once."""
+    out = ["activity"]
+    for s in (SERVICES if specs is None else specs):
+        out += [c for c in s.charts if c not in out]
+    return tuple(out)
+
+
+def restart_order() -> tuple[str, ...]:
+    return names()
+
+
+#: The broker's line in the Procfile (it is not a service: no machine, no commands).
+BROKER_COMMAND = "ticgw bus broker"
+
+
+def procfile(extra: tuple[tuple[str, str], ...] = (), specs=None) -> str:
+    """The Procfile: the broker, every service (of ``specs``, default every registered one),
+    then ``extra`` (name, command) lines."""
+    lines = ["# Generated by `ticgw procfile` from ticgw/registry.py; do not edit.",
+             "bus: %s" % BROKER_COMMAND]
+    lines += ["%s: python -m %s" % (s.name, s.module)
+              for s in (SERVICES if specs is None else specs)]
+    lines += ["%s: %s" % kv for kv in extra]
+    return "\n".join(lines) + "\n"
