@@ -122,6 +122,17 @@ class Frame:
                                                      repeat(self.mode), errors)))
         return self._groups
 
+    def clean_columns(self) -> tuple | None:
+        """``(labels, values, horodates, checksums)``, tuples of strings with one entry per group
+        in order, when the frame came whole through the fast path and every group is valid;
+        None for any other frame (read ``groups`` then). ``horodates`` is None in historic mode;
+        in standard mode an absent horodate is ``""``. For callers that render many frames
+        (``ticgw decode``) without building a Group per group."""
+        cols = self._columns
+        if cols is None or self.n_bad:
+            return None
+        return cols[0], cols[1], cols[2] if self.mode == STANDARD else None, cols[3]
+
     @property
     def n_groups(self) -> int:
         """How many groups, without building them."""
