@@ -467,11 +467,10 @@ class FtpTestServer:
         """Local path of a remote path such as ``/DATA/x.csv.gz``."""
         return self.root / remote.lstrip("/")
 
-    def settings(self, **overrides):
-        """``services.uplink.ftp.FtpSettings`` pointing at this server (TLS trusts its cert)."""
-        from services.uplink.ftp import FtpSettings
-
+    def client_settings(self, **overrides) -> dict:
+        """What a client needs to reach this server (TLS: the certificate to trust), as the
+        keyword arguments of the uplink's ``FtpSettings``."""
         values = dict(host=self.host, port=self.port, login=self.user, password=self.password,
                       tls=self.tls, tls_cafile=str(self.certfile) if self.certfile else None)
         values.update(overrides)
-        return FtpSettings(**values)
+        return values

@@ -583,3 +583,18 @@ def test_cli_record_replay_tap_stats(run_dir, ctx, tmp_path, capsys):
             t.join(20)
         pub.close()
         assert stop_process(broker) == 0
+
+
+def test_cli_tap_without_a_gateway_says_where_it_looked(run_dir, capsys, monkeypatch):
+    monkeypatch.setattr("ticgw.cli.bus.NO_BROKER_HINT_AFTER", 0.2)
+    assert bus_cli("bus", "--run", str(run_dir), "tap", "--seconds", "0.8") == 0
+    err = capsys.readouterr().err
+    assert "no bus broker answers at ipc://%s/bus-xpub" % run_dir.resolve() in err
+    assert "--run DIR" in err and "TICGW_RUN" in err
+    # once the broker is there, nothing of the kind
+    broker = start_broker(run_dir)
+    try:
+        assert bus_cli("bus", "--run", str(run_dir), "tap", "--seconds", "0.8") == 0
+        assert "no bus broker" not in capsys.readouterr().err
+    finally:
+        stop_process(broker)

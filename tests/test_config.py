@@ -591,3 +591,23 @@ def test_config_keys_prints_the_markdown_table():
 
 def test_store_module_exports_load_helpers():
     assert store_mod.config_dir_of("/nonexistent/x").name == "config"
+
+
+def test_an_automatic_site_id_may_be_left_empty(tmp_path):
+    """The manual: tick *automatique* and leave the Site field empty; the files keep the
+    default prefix until the Web Services give the identifier."""
+    write(tmp_path, "WEBDYN_config.ini", "Site_Id=\nSite_IdAuto=1\nWebService_Enable=1\n"
+                                         "WebService_Url=http://ws.example/\n")
+    s = load(tmp_path)
+    assert s.site_id == "" and s.site == "WEBDYN"
+    assert s.file_names()["config"] == "WEBDYN_config.ini"
+    st = ConfigStore(tmp_path)
+    assert st.file_path("daq").name == "WEBDYN_daq.ini"
+    st.update({"DAQ_Period": "5"})                  # a save keeps the files where they are
+    assert sorted(p.name for p in cfgdir(tmp_path).glob("*.ini")) == [
+        "WEBDYN_config.ini", "WEBDYN_daq.ini"]
+    # without the automatic identifier, an empty one is refused, with the reason
+    write(tmp_path, "WEBDYN_config.ini", "Site_Id=\n")
+    err = problems_of(tmp_path)
+    assert [p.key for p in err.problems] == ["Site_Id"]
+    assert "Site_IdAuto=1" in err.problems[0].reason

@@ -30,7 +30,7 @@ def payload(tmp_path):
 
 def session(srv: FtpTestServer, **overrides) -> FtpSession:
     overrides.setdefault("timeout", 5.0)
-    return FtpSession(srv.settings(**overrides))
+    return FtpSession(FtpSettings(**srv.client_settings(**overrides)))
 
 
 def listing(srv: FtpTestServer, remote_dir: str) -> list[str]:

@@ -103,3 +103,52 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
         ["GETPARAMS", "OK"], ["LOG", "OK"], ["FOO", "ERROR", "unknown command FOO"]]
     assert list((base / "server" / "DATA").glob("WEBDYN_TIC_P_*.csv.gz"))
     assert list((base / "server" / "LOG").glob("WEBDYN_*_debug.log.gz"))
+
+
+def call(env, run, service, method, *params):
+    r = ticgw(env, "bus", "--run", run, "call", service, method, *params)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import json
+    return json.loads(r.stdout)
+
+
+def test_front_panel_install_button_and_whole_gateway_restart(demo_gateway):
+    base, env, events, output = demo_gateway
+    run = str(base / "run")
+    # the panel: every service operational, the three meters read
+    leds = wait_for(lambda: (lambda l: l if l["ACTIVITY"] == "slow" and all(
+        l["TIC%d" % n] == "flicker" for n in (1, 2, 3)) else None)(
+        call(env, run, "acquisition", "leds")["leds"]), 60, interval=0.5,
+        message="".join(output[-40:]))
+    assert set(leds) == {"ACTIVITY", "TIC1", "TIC2", "TIC3"}
+    pids = {s: call(env, run, s, "ping")["pid"] for s in ("acquisition", "uplink")}
+    wait_for(lambda: {e["data"]["input"] for e in events.of("spool.written")} == {1, 2, 3}, 60)
+
+    # INSTALL, short press: a connection that also deposits the parameters file
+    assert call(env, run, "acquisition", "button", "press=short") == {"action": "connect"}
+    started = events.wait("task.started", 30, where=lambda e: e["data"]["task"] == "Connexion")
+    assert started["data"]["reason"] == "install"
+    events.wait("task.ended", 60, where=lambda e: e["data"]["task"] == "Connexion")
+    assert list((base / "server" / "DATA").glob("WEBDYN_TIC_P_*.csv.gz"))
+
+    # INSTALL, long press: the LEDs go dark, every service restarts (in the registry's order,
+    # the one asked last), the manual's row is journaled, honcho keeps the same processes
+    assert call(env, run, "acquisition", "button", "press=long") == {"action": "reboot"}
+    events.wait("journal", 10, where=lambda e: e["data"]["message"].startswith(
+        "Veuillez attendre le redémarrage de la passerelle"))
+    events.wait("gateway.leds", 10, where=lambda e: set(e["data"]["leds"].values()) == {"off"})
+
+    def back():
+        try:
+            return all(call(env, run, s, "status")["uptime"] < 20 and
+                       call(env, run, s, "status")["activity"] == "operational"
+                       for s in pids)
+        except AssertionError:
+            return False
+    wait_for(back, 60, interval=0.5, message="".join(output[-40:]))
+    assert {s: call(env, run, s, "ping")["pid"] for s in pids} == pids   # execv: same pids
+    text = "".join(output)
+    restarts = [l for l in output if "restarting: " in l]
+    assert [("acquisition" in l, "uplink" in l) for l in restarts] == [(False, True),
+                                                                      (True, False)]
+    assert "exited with code" not in text           # honcho never saw a process end

@@ -255,3 +255,39 @@ def test_service_process_life(ctx, run_dir, broker, tmp_path):
             p.wait()
         watch.close()
         client.close()
+
+
+@pytest.mark.parametrize("callback", [name for _, name in statecharts.callbacks(
+    statecharts.chart("activity"))])
+def test_an_exception_in_any_activity_callback_leaves_the_service_usable(
+        ctx, run_dir, broker, tmp_path, monkeypatch, callback):
+    from driven import raise_once
+    from services.runtime.service import _Activity
+
+    class StartsLate(echo_service.Echo):
+        """Its start-up fails once, so that `fault` is entered too."""
+        failed_once = False
+
+        def initialise(self):
+            if not StartsLate.failed_once:
+                StartsLate.failed_once = True
+                raise OSError("not yet")
+            return True
+
+    calls = raise_once(monkeypatch, _Activity, callback)
+    e = eps.resolve(run_dir)
+    svc = StartsLate(run_dir=run_dir, ctx=ctx, data_dir=tmp_path / "data")
+    th, codes = run_in_thread(svc)
+    client = CommandClient(ctx, e, "cli")
+    try:
+        wait_for(lambda: (answers(client, method="status") or {}).get("activity") ==
+                 "operational", 30.0, message="operational after the fault")
+        client.call("echo", "say", text="encore")
+        wait_for(lambda: client.call("echo", "status")["spoken"] == 1, 10.0)
+    finally:
+        svc.loop.post(svc.stop)
+        th.join(5)
+        client.close()
+    assert codes == [0] and not th.is_alive()   # it stops cleanly, even when stopping raised
+    assert calls, "%s was never called" % callback
+    assert svc.machines.faults >= 1

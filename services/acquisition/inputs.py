@@ -65,7 +65,10 @@ class TicInput:
         if state in ("identified", "reading"):
             return self.svc.lost_delay
         if state in ("lost", "silent"):
-            return min(self.svc.lost_delay, REPROBE_MAX)
+            # the next probe, once the line has been listened to for a while: never before the
+            # current probe can have ended (a probe is not cut short by the next one)
+            return min(self.svc.lost_delay, REPROBE_MAX) + max_probe_seconds(self.line.bauds,
+                                                                              scale)
         return None
 
     # --- the work of states and transitions ----------------------------------------------------

@@ -21,6 +21,7 @@ another).
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -146,13 +147,13 @@ class Line:
                     self.baud = baud
                     return result
             self.baud = self.fixed_baud or PROBE_BAUDS[0]
-            port.baudrate = self.baud
+            _set_baud(port, self.baud)
             return None
-        except (serial.SerialException, OSError) as e:
+        except LINE_ERRORS as e:
             raise LineError(str(e)) from e
 
     def _probe_at(self, job, port, baud: int) -> Detection | None:
-        port.baudrate = baud
+        _set_baud(port, baud)
         port.reset_input_buffer()
         decoder = FrameDecoder(mode=self.mode)
         start = time.monotonic()
@@ -192,7 +193,7 @@ class Line:
                 self._stream_polled(job, fd, decoder, on_frame, on_stats)
             else:
                 self._stream_read(job, port, decoder, on_frame, on_stats)
-        except (serial.SerialException, OSError) as e:
+        except LINE_ERRORS as e:
             raise LineError(str(e)) from e
 
     def _stream_polled(self, job, fd: int, decoder, on_frame, on_stats) -> None:
@@ -227,6 +228,17 @@ class Line:
             if time.monotonic() - last_stats >= STATS_PERIOD:
                 last_stats = time.monotonic()
                 job.report(on_stats, decoder.stats.to_dict())
+
+
+#: What a failing line raises (termios.error is not an OSError).
+LINE_ERRORS = (serial.SerialException, OSError, termios.error)
+
+
+def _set_baud(port, baud: int) -> None:
+    """Change the speed only when it differs: pyserial reconfigures the whole port on every
+    assignment, and some ptys refuse a reconfiguration with EINVAL."""
+    if port.baudrate != baud:
+        port.baudrate = baud
 
 
 def _cancel_read(port) -> None:

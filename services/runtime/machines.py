@@ -18,6 +18,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from transitions import MachineError
+
 import statecharts
 
 from .backoff import Backoff
@@ -120,6 +122,12 @@ class Machines:
 
     def _exception(self, entry: _Entry, event) -> None:
         err = event.error
+        if isinstance(err, MachineError) and "Can't trigger event" in str(err):
+            # not a fault: a fact that came too late (its state is gone) or a trigger the
+            # state does not allow; the state decides, and says nothing happened
+            self.log.warning("%s: ignored %r in state %r (not allowed there)", entry.name,
+                             event.event.name, entry.model.state)
+            return
         fault = getattr(entry.chart, "FAULT", None)
         state = entry.model.state
         text = "%s: %s" % (type(err).__name__, err)

@@ -195,7 +195,10 @@ class Service:
                 "last_fault": self.machines.last_fault}
         if state == "fault":
             snap["fault"] = self.fault_reason
-        snap.update(self.status() or {})
+        try:
+            snap.update(self.status() or {})
+        except Exception as e:      # e.g. asked before on_start() could run: say so, answer
+            snap["status_error"] = "%s: %s" % (type(e).__name__, e)
         return snap
 
     def publish_status(self) -> None:
@@ -355,20 +358,29 @@ class Service:
 
     def run(self, install_signals: bool = True) -> int:
         """Start, run the loop until stopped, stop cleanly. Returns the exit code (0)."""
-        if install_signals and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self.loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
-        self.server.add_handlers({m: self._guard(m, fn) for m, fn in self.commands().items()})
-        self.loop.post(self._start)
+        self.begin(install_signals)
         try:
             self.loop.run_forever()
         finally:
-            self._shutdown()
+            self.finish()
         if self._restart_requested:
             self._exec()
         if install_signals:
             self._no_stragglers()
         return 0
+
+    def begin(self, install_signals: bool = False) -> None:
+        """Everything :meth:`run` does before its loop: a test may then step the loop itself
+        (``loop.run_once``), on a fake clock, and end with :meth:`stop` and :meth:`finish`."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
+        self.server.add_handlers({m: self._guard(m, fn) for m, fn in self.commands().items()})
+        self.loop.post(self._start)
+
+    def finish(self) -> None:
+        """Stop cleanly once the loop has ended (on_stop within its budget, sockets closed)."""
+        self._shutdown()
 
     def _start(self) -> None:
         self.log.info("starting (pid %d, bus %s, commands %s)", os.getpid(),

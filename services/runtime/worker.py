@@ -98,6 +98,7 @@ class Worker:
         self._halt = False
         self._halt_when_idle = False
         self.current: Job | None = None
+        self.last: Job | None = None        # the last job run (its outcome may be on its way)
         self.done = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -124,6 +125,8 @@ class Worker:
         self._inbox.clear()
         if self.current is not None:
             self.current.cancel()
+        if self.last is not None:           # its outcome, still on its way to the loop, is
+            self.last.cancel()              # stale from now on
 
     @property
     def busy(self) -> bool:
@@ -168,6 +171,7 @@ class Worker:
                     log.error("%s: job %s failed", self.name, job.name, exc_info=e)
             with self._cond:
                 self.current = None
+                self.last = job
                 self.done += 1
             if job.on_done is not None:
                 job.report(job.on_done, outcome)

@@ -51,6 +51,7 @@ class Connection:
         self.effects = commands.Effects()
         self.restart_needed = False
         self.failed = False              # cut short (fault, deadline)
+        self.closed = False              # `closing` has run
         self.stats = {"uploaded": 0, "bytes": 0, "failed": 0, "ftp_commands": 0}
         self.site = settings.site
 

@@ -282,6 +282,7 @@ class UplinkService(Service):
     def _closing_done(self, conn: Connection, outcome) -> None:
         if isinstance(outcome, BaseException):
             log.error("closing: %r", outcome)
+        conn.closed = True
         if conn is self.current and self.conn_model.state == "closing":
             self.fire("connection", "finished")
 
@@ -294,6 +295,12 @@ class UplinkService(Service):
                 self.deadline_timer = None
             if conn is None:
                 return
+            if not getattr(conn, "closed", False):
+                # `closing` did not finish (its work raised, or hung past its deadline): close
+                # the session and resume the acquisition all the same, and say so
+                conn.failed = True
+                self.session.cancel()
+                self.session.submit(lambda job: conn.closing(FAULT_ROW), name="closing")
             failed = getattr(conn, "failed", False) or bool(conn.stats["failed"])
             self.last = {"start": conn.started, "end": time.time(), "reason": conn.reason,
                          "outcome": "failed" if failed else "ok", **conn.stats}

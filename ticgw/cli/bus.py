@@ -23,7 +23,7 @@ from bus import endpoints as eps
 from bus import envelope, messages
 from ticgw import gateway
 from bus.client import CommandClient, Publisher, Subscriber
-from bus.errors import BadMessage, BusError, ProtocolMismatch
+from bus.errors import BadMessage, BusError, BusTimeout, ProtocolMismatch
 
 #: Seconds a fresh publisher waits for the broker to forward subscriptions (replay only:
 #: PUB drops what it sends before they arrive).
@@ -245,6 +245,9 @@ def cmd_call(args) -> int:
         result = client.request(args.service, args.method, params, timeout=args.timeout)
     except BusError as err:
         print("error: %s" % err, file=sys.stderr)
+        if isinstance(err, BusTimeout):
+            print("(asked at %s, run dir %s; point at another gateway with --run DIR or "
+                  "TICGW_RUN=DIR)" % (e.command(args.service), e.run_dir), file=sys.stderr)
         return 1
     finally:
         client.close()
