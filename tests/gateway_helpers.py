@@ -53,6 +53,21 @@ class Events:
         self.ctx.term()
 
 
+class Threaded:
+    """A service running in a thread of the test process (its own loop, the real clock)."""
+
+    def __init__(self, svc):
+        self.svc = svc
+        self.thread = threading.Thread(target=svc.run, kwargs={"install_signals": False},
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.svc.loop.post(self.svc.stop)
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
 def start_service(name: str, run_dir: Path, data_dir: Path, **env) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-m", "services.%s" % name],
                          env=child_env(run_dir, TICGW_DATA=data_dir, **{**SERIAL_HANDLERS, **env}),
@@ -127,4 +142,4 @@ class Scripted:
         self.httpd.server_close()
 
 
-__all__ = ["Scripted", "sealed_rows", "Events", "configure", "start_service", "start_broker", "stop_process", "wait_for"]
+__all__ = ["Threaded", "Scripted", "sealed_rows", "Events", "configure", "start_service", "start_broker", "stop_process", "wait_for"]

@@ -1,11 +1,9 @@
 """The acquisition service over real pseudo-terminals and a real broker: detection of every family,
 unplug and replug, corrupted streams, and records on disk."""
-import threading
-
 import pytest
 
 from bus.testing import short_run_dir, start_broker, stop_process
-from gateway_helpers import Events, configure, wait_for
+from gateway_helpers import Events, Threaded, configure, wait_for
 from services.acquisition.service import AcquisitionService
 from sim.meters import make_meter
 from sim.pty_meter import PtyMeter
@@ -22,19 +20,10 @@ def gw(tmp_path):
     stop_process(broker)
 
 
-class Running:
+def Running(store, data, run, probe_scale=0.5):
     """An AcquisitionService running in a thread of the test process."""
-
-    def __init__(self, store, data, run, probe_scale=0.5):
-        self.svc = AcquisitionService(store, data_dir=data, run_dir=run, probe_scale=probe_scale)
-        self.thread = threading.Thread(target=self.svc.run, kwargs={"install_signals": False},
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.svc.loop.post(self.svc.stop)
-        self.thread.join(10)
-        assert not self.thread.is_alive()
+    return Threaded(AcquisitionService(store, data_dir=data, run_dir=run,
+                                       probe_scale=probe_scale))
 
 
 FAMILY_SETS = [

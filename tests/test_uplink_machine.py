@@ -4,6 +4,7 @@ chart ends the connection as a failed one and the next one completes; a connecti
 deadline; a connection refused while a detection runs starts as soon as it ends; a burst of
 alarms makes one connection; a row the acquisition journals reaches the uploaded log."""
 import gzip
+import os
 import threading
 
 import pytest
@@ -16,7 +17,7 @@ from bus.client import CommandClient, Publisher
 from bus.tasklock import TaskLock
 from bus.testing import FakeClock, short_run_dir, start_broker, stop_process, wait_for
 from driven import Driven, raise_once
-from gateway_helpers import Events, configure
+from gateway_helpers import Events, Threaded, configure
 from services.acquisition.service import AcquisitionService
 from services.uplink.service import DEADLINE_ROW, FAULT_ROW, ConnectionModel, UplinkService
 from sim.ftp_server import FtpTestServer
@@ -24,21 +25,6 @@ from statecharts import connection
 from ticgw.config import ConfigStore
 
 sim.register()          # ticsim:// in this process
-
-
-class Threaded:
-    """A service running in a thread of the test process, on the real clock."""
-
-    def __init__(self, svc):
-        self.svc = svc
-        self.thread = threading.Thread(target=svc.run, kwargs={"install_signals": False},
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.svc.loop.post(self.svc.stop)
-        self.thread.join(10)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture
@@ -207,7 +193,6 @@ def test_a_row_the_acquisition_journals_reaches_the_uploaded_log(gw):
     # a spool over its budget: old data files are dropped, the journal says so
     outbox = gw.data / "outbox" / "DATA"
     outbox.mkdir(parents=True, exist_ok=True)
-    import os
     for day in (1, 2):
         (outbox / ("WEBDYN_TIC_2401%02d_000000.csv.gz" % day)).write_bytes(os.urandom(700_000))
     ConfigStore(gw.data).update({"Spool_MaxMB": "1"}, by="setup")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ticgw import registry
 
+from .generated import refresh
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -32,13 +34,4 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    stale = []
-    for name, text in texts().items():
-        path = Path(args.dir) / name
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != text:
-            stale.append(path)
-            if not args.check:
-                path.write_text(text, encoding="utf-8")
-        print("%s %s" % ("stale" if current != text else "ok   ", path))
-    return 1 if (args.check and stale) else 0
+    return refresh({Path(args.dir) / name: text for name, text in texts().items()}, args.check)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import statecharts
 
+from .generated import refresh
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("statecharts", help="render the state machines (Mermaid) into "
@@ -13,14 +15,5 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    stale = []
-    for name in statecharts.charts():
-        path = statecharts.HERE / ("%s.md" % name)
-        text = statecharts.mermaid(name)
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != text:
-            stale.append(path)
-            if not args.check:
-                path.write_text(text, encoding="utf-8")
-        print("%s %s" % ("stale" if current != text else "ok   ", path))
-    return 1 if (args.check and stale) else 0
+    return refresh({statecharts.HERE / ("%s.md" % name): statecharts.mermaid(name)
+                    for name in statecharts.charts()}, args.check)
