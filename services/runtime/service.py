@@ -376,7 +376,8 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self.loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
         self.server.add_handlers({m: self._guard(m, fn) for m, fn in self.commands().items()})
-        self.loop.post(self._start)
+        self.loop.thread_id = threading.get_ident()
+        self._start()                   # before the first request is read: none finds it starting
 
     def finish(self) -> None:
         """Stop cleanly once the loop has ended (on_stop within its budget, sockets closed)."""
