@@ -32,7 +32,7 @@ SETTLE = 0.5
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bus", help="watch and poke the bus (tap, call, stats, record, "
-                                          "replay)")
+                                          "replay), run its broker")
     p.add_argument("--run", help="run dir (default $TICGW_RUN or var/run)")
     sub = p.add_subparsers(dest="bus_action", metavar="ACTION")
     sub.required = True
