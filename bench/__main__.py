@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHMARKS = ("codec", "latency", "inputs", "memory", "connection")
+BENCHMARKS = ("codec", "decode_process", "latency", "inputs", "memory", "connection")
 
 
 def main(argv):

@@ -3,11 +3,12 @@
     TICGW_DATA=... TICGW_RUN=... python -m bench.acq_runner MANIFEST [--profile FILE]
 
 The configuration declares ``N_INPUTS`` (3) inputs; to measure 100, this runner loads the
-settings as ``python -m services.acquisition`` does, then replaces their inputs with one
-``TicInput`` per row of ``MANIFEST`` (``farm.json`` written by ``bench.meter_farm``: index, link,
-mode, baud; speed and mode fixed, so no probing) and runs the same ``AcquisitionService``.
-``--profile FILE``: profile the service's loop thread and every reader thread with cProfile and
-dump the merged statistics to FILE at exit (analysis only: profiling slows the process down).
+configuration as ``python -m services.acquisition`` does, then gives ``AcquisitionService`` one
+``TicInput`` per row of ``MANIFEST`` instead of the configured inputs (its ``inputs=``;
+``farm.json`` written by ``bench.meter_farm``: index, link, mode, baud; speed and mode fixed, so
+only that speed is tried). ``--profile FILE``: profile the service's loop thread, the line
+poller and the worker threads with cProfile and dump the merged statistics to FILE at exit
+(analysis only: profiling slows the process down).
 
 The helpers below (processes with drained output, /proc readings, the machine's description)
 are used by ``bench.latency``, ``bench.inputs`` and ``bench.memory``.
@@ -15,7 +16,6 @@ are used by ``bench.latency``, ``bench.inputs`` and ``bench.memory``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -66,7 +66,8 @@ def smaps_kb(pid: int) -> dict[str, int]:
 
 def cpu_by_thread(pid: int) -> dict[str, float]:
     """CPU seconds per kind of thread: ``main`` (the service's loop), ``zmq`` (libzmq's
-    ``ZMQbg/*`` threads) and ``other`` (the input readers, Python 3.11 does not name them)."""
+    ``ZMQbg/*`` threads) and ``other`` (the line poller and the workers: each line's, the spool
+    writer, the sealer...; Python 3.11 does not name them for the kernel)."""
     out = {"main": 0.0, "zmq": 0.0, "other": 0.0}
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
@@ -202,25 +203,31 @@ def percentile(sorted_values: list, p: float):
 
 # --- the runner ------------------------------------------------------------------------------
 
-def _profiled(svc, path: str) -> None:
-    """Profile the loop (this thread) and each reader thread; merge and dump at exit."""
+def _profiled(make_service, path: str) -> None:
+    """Profile the loop (this thread), the line poller (the thread that reads every line with a
+    descriptor) and every worker thread (each line's open/probe/stream jobs, the spool writer,
+    the sealer...); merge and dump at exit. The threads' entry points are patched before the
+    service is built (a Worker starts its thread in its constructor)."""
     import cProfile
     import pstats
 
-    from services.acquisition import reader as reader_mod
+    from services.acquisition.poller import LinePoller
+    from services.runtime.worker import Worker
 
     profiles = []
     lock = threading.Lock()
 
-    original_run = reader_mod.InputReader.run
+    def profiling(original):
+        def run(self):
+            prof = cProfile.Profile()
+            with lock:
+                profiles.append(prof)
+            prof.runcall(original, self)
+        return run
 
-    def run(self):
-        prof = cProfile.Profile()
-        with lock:
-            profiles.append(prof)
-        prof.runcall(original_run, self)
-
-    reader_mod.InputReader.run = run
+    LinePoller.run = profiling(LinePoller.run)
+    Worker._run = profiling(Worker._run)
+    svc = make_service()
     main_prof = cProfile.Profile()
     profiles.append(main_prof)
     try:
@@ -231,29 +238,54 @@ def _profiled(svc, path: str) -> None:
         stats.dump_stats(path)
 
 
+def bench_service_class():
+    """``AcquisitionService`` for inputs the configuration cannot hold (imported late: the
+    helpers above are used by benchmarks that do not load the services)."""
+    from services.acquisition.service import AcquisitionService
+    from ticgw.config import N_INPUTS
+    from ticgw.files import write_atomic
+
+    class BenchAcquisition(AcquisitionService):
+        """The acquisition service on the manifest's inputs (``inputs=``). The configuration
+        has keys for ``N_INPUTS`` (3) inputs only, so an input's settings are its manifest row,
+        and what detection finds on an input beyond them goes to ``state/detection_<n>.json``
+        only (the service would also write ``TIC_Serial[n]`` and ``TIC_FileDefName[n]``, keys
+        the configuration does not have)."""
+
+        def tic_settings(self, index: int):
+            return self.inputs[index].config
+
+        def meter_identified(self, inp) -> None:
+            if inp.index <= N_INPUTS:
+                super().meter_identified(inp)
+                return
+            summary = json.dumps(inp.summary(details=True)).encode()
+            path = self.data_dir / "state" / ("detection_%d.json" % inp.index)
+            self.disk.submit(lambda job: write_atomic(path, summary), name="detection")
+            self.detection_done(inp.index)
+
+    return BenchAcquisition
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.acq_runner")
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--profile", metavar="FILE")
     args = ap.parse_args(argv)
 
-    from services.acquisition.service import AcquisitionService
-    from services.runtime import setup_logging
-    from ticgw.config import ConfigStore
-    from ticgw.config.settings import TicInput
+    from services.runtime import load_configuration, setup_logging
+    from ticgw.config import TicInput
 
     log = setup_logging("acquisition")
-    data_dir = Path(os.environ["TICGW_DATA"])
-    settings = ConfigStore(data_dir).settings
+    store = load_configuration(log)          # $TICGW_DATA, as python -m services.acquisition
     rows = json.loads(args.manifest.read_text())["inputs"]
-    inputs = tuple(TicInput(r["index"], r["link"], r["mode"], r["baud"], "", "") for r in rows)
-    settings = dataclasses.replace(settings, inputs=inputs)
+    inputs = [TicInput(r["index"], r["link"], r["mode"], r["baud"], "", "") for r in rows]
     log.info("bench runner: %d inputs", len(inputs))
-    svc = AcquisitionService(settings, data_dir)
+    cls = bench_service_class()
     if args.profile:
-        _profiled(svc, args.profile)
+        _profiled(lambda: cls(store, inputs=inputs), args.profile)
         return 0
-    return svc.run()
+    return cls(store, inputs=inputs).run()
 
 
 if __name__ == "__main__":

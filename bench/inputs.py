@@ -3,7 +3,8 @@
 Method: ``bench.meter_farm`` serves N simulated meters (families mixed, real line rate) on ptys
 from its own process; the acquisition service runs in ``bench.acq_runner`` (the configuration
 declares 3 inputs: the runner gives the same service N), every input's speed and mode fixed so
-nothing is probed; a broker carries the events to a subscriber in this process. Once every input
+detection only listens at that speed; a broker carries the events to a subscriber in this
+process. Frames received are counted from the ``tic.<n>.frame`` events. Once every input
 has published ``tic.<n>.detected``, CPU time (utime + stime of all the process's threads, from
 /proc/<pid>/stat) is read over a steady window. Frames are numbered by the farm (a ``BENCHSEQ``
 group): lost = frames the farm wrote entirely inside the window (first byte due after its start,
@@ -21,7 +22,7 @@ import zmq
 from bus import endpoints as eps
 from bus.client import Subscriber
 from bus.testing import child_env, short_run_dir, wait_for
-from tests.gateway_helpers import configure
+from sim.gateway import configure
 
 from .acq_runner import (Processes, context_switches, cpu_by_thread, cpu_seconds,
                          cpu_user_system, machine, threads_of)
@@ -138,6 +139,7 @@ def run(n: int) -> dict:
                      interval=0.05)
             written_log = json.loads((links / "frames.json").read_text())
             gaps = sum(frames.sub.gaps.values())
+            errors = [line for line in runner.output if " ERROR " in line or "Traceback" in line]
             invalid = frames.invalid
         finally:
             frames.close()
@@ -168,7 +170,7 @@ def run(n: int) -> dict:
                 "written": len(written), "received": len(written & received),
                 "lost": len(lost), "lost_by_family": by_family, "lost_detail": lost_detail,
                 "dirty": dirty,
-                "invalid": invalid, "bus_gaps": gaps, "threads": threads,
+                "invalid": invalid, "bus_gaps": gaps, "threads": threads, "errors": errors,
                 "bytes_dropped_total": dropped,
                 "user": (us1[0] - us0[0]) / (t1 - t0), "system": (us1[1] - us0[1]) / (t1 - t0),
                 "switches": (sw1 - sw0) / (t1 - t0), "events": (ev1 - ev0) / (t1 - t0),
@@ -213,10 +215,13 @@ def main() -> None:
         for line in r["lost_detail"][:10]:
             print("%d inputs: lost %s" % (r["n"], line))
         print("%d inputs, acquisition process: user %.1f%% + system %.1f%% of a core; by thread: "
-              "loop %.1f%%, readers %.1f%%, zmq %.1f%%; %.0f context switches/s; %.1f frame "
-              "events/s" % (r["n"], 100 * r["user"], 100 * r["system"],
+              "loop %.1f%%, line poller and workers %.1f%%, zmq %.1f%%; %.0f context switches/s; "
+              "%.1f frame events/s" % (r["n"], 100 * r["user"], 100 * r["system"],
                             100 * r["by_thread"]["main"], 100 * r["by_thread"]["other"],
                             100 * r["by_thread"]["zmq"], r["switches"], r["events"]))
+        if r["errors"]:
+            print("%d inputs: the acquisition logged %d errors, first: %s" % (
+                r["n"], len(r["errors"]), " | ".join(r["errors"][:3])))
         if r["no_meter"]:
             print("%d inputs: detection gave up (no_meter) on %s; their frames are still "
                   "published and counted" % (r["n"], ", ".join(r["no_meter"])))

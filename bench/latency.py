@@ -2,7 +2,8 @@
 
 Method: a broker and ``python -m services.acquisition`` run as subprocesses; the configuration
 gives input 1 a pty carrying a Linky standard-mode frame (~900 bytes, 9600 bd) and input 2 a pty
-carrying a Linky historic frame (~150 bytes, 1200 bd), speed and mode fixed (no probing). This
+carrying a Linky historic frame (~150 bytes, 1200 bd), speed and mode fixed (detection only
+listens at that speed). This
 process owns the ptys' master sides and writes the frames itself, alternating between the two
 inputs; each frame carries its number in a value (EAST or HCHP, 9 digits). A subscriber thread in
 this process stamps each event as it is received. Both stamps are ``time.monotonic_ns()``
@@ -35,8 +36,8 @@ import zmq
 from bus import endpoints as eps
 from bus.client import Subscriber
 from bus.testing import child_env, short_run_dir, wait_for
+from sim.gateway import configure
 from tic.codec import HISTORIC, STANDARD, encode_frame
-from tests.gateway_helpers import configure
 
 from . import codec as codec_bench
 from .acq_runner import Processes, machine, percentile

@@ -12,7 +12,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-from tic import definitions
 from ticgw import files
 from ticgw.files import name_stamp, row_time, write_atomic
 
@@ -309,7 +308,9 @@ class Connection:
         files = [(name, def_dir / name) for name in sorted(local | wanted)]
 
         def accept(name: str, content: bytes) -> None:
-            definitions.parse(name, content.decode("utf-8", "replace"))
+            # The TIC catalogue is loaded only when the server has a new definition file.
+            from tic.definitions import parse
+            parse(name, content.decode("utf-8", "replace"))
             def_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(def_dir / name, content)
             self._confirm("CONFIGDEF", name)

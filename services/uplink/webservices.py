@@ -11,6 +11,11 @@ Return codes: 00 OK, 10 site unknown, 11 action unknown, 12 RC unknown, 13 MAC a
 -1 server error. Anything other than 00, an HTTP error, no answer within the timeout or a reply
 that does not follow the format raises :class:`WebServiceError`, whose message is written for an
 installer (it names the URL and what to check). Calls block; run them from a worker thread.
+
+``requests`` is imported when a :class:`WebServices` is made, not with this module: with what it
+brings (urllib3, charset_normalizer, idna, http.client, email) it costs a process ~6 MiB, which
+a gateway whose Web Services are off (the default) never needs; :func:`gateway_mac` and the
+helpers do not use it.
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ import re
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 #: Journal messages, verbatim from the manual (10.3.2); JOURNAL_SITE_OK takes the site ID.
 JOURNAL_ERROR = "Erreur Web services"
@@ -107,6 +114,8 @@ class WebServices:
     """Client of the server's Web Services at ``url`` (the ``WebService_Url`` setting)."""
 
     def __init__(self, url: str, timeout: float = 10.0, session: requests.Session | None = None):
+        import requests  # here, not at the top: see the module's doc
+
         self.url = url
         self.timeout = float(timeout)
         self.session = session if session is not None else requests.Session()
@@ -144,6 +153,8 @@ class WebServices:
 
     def _call(self, service: str, pairs: list[tuple[str, str]],
               need_fields: bool) -> tuple[str, str, list[str]]:
+        import requests  # imported by __init__ already
+
         if not self.url or not self.url.strip():
             raise WebServiceError(None, "Web Services: no server URL configured "
                                   "(WebService_Url is empty)")
