@@ -238,41 +238,13 @@ def _profiled(make_service, path: str) -> None:
         stats.dump_stats(path)
 
 
-def bench_service_class():
-    """``AcquisitionService`` for inputs the configuration cannot hold (imported late: the
-    helpers above are used by benchmarks that do not load the services)."""
-    from services.acquisition.service import AcquisitionService
-    from ticgw.config import N_INPUTS
-    from ticgw.files import write_atomic
-
-    class BenchAcquisition(AcquisitionService):
-        """The acquisition service on the manifest's inputs (``inputs=``). The configuration
-        has keys for ``N_INPUTS`` (3) inputs only, so an input's settings are its manifest row,
-        and what detection finds on an input beyond them goes to ``state/detection_<n>.json``
-        only (the service would also write ``TIC_Serial[n]`` and ``TIC_FileDefName[n]``, keys
-        the configuration does not have)."""
-
-        def tic_settings(self, index: int):
-            return self.inputs[index].config
-
-        def meter_identified(self, inp) -> None:
-            if inp.index <= N_INPUTS:
-                super().meter_identified(inp)
-                return
-            summary = json.dumps(inp.summary(details=True)).encode()
-            path = self.data_dir / "state" / ("detection_%d.json" % inp.index)
-            self.disk.submit(lambda job: write_atomic(path, summary), name="detection")
-            self.detection_done(inp.index)
-
-    return BenchAcquisition
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.acq_runner")
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--profile", metavar="FILE")
     args = ap.parse_args(argv)
 
+    from services.acquisition.service import AcquisitionService as cls
     from services.runtime import load_configuration, setup_logging
     from ticgw.config import TicInput
 
@@ -281,7 +253,6 @@ def main(argv=None) -> int:
     rows = json.loads(args.manifest.read_text())["inputs"]
     inputs = [TicInput(r["index"], r["link"], r["mode"], r["baud"], "", "") for r in rows]
     log.info("bench runner: %d inputs", len(inputs))
-    cls = bench_service_class()
     if args.profile:
         _profiled(lambda: cls(store, inputs=inputs), args.profile)
         return 0

@@ -101,6 +101,8 @@ def test_new_configuration_from_server_restarts_the_gateway(gateway):
     later = time.time() + 120
     os.utime(remote, (later, later))
     connect_and_wait(client, events, 2)
+    # the restart (and its row) comes once the connection is over
+    wait_for(lambda: RESTART_MSG in journal(events), 20)
     rows = journal(events)
     assert "Récupération du fichier de configuration WEBDYN_daq.ini" in rows
     assert rows[-1] == RESTART_MSG

@@ -85,11 +85,17 @@ class Journal:
     __call__ = append
 
     def tail(self, n: int = 50) -> list[list[str]]:
-        """The last n rows as [date, hour, message]."""
+        """The last n rows as [date, hour, message] (only the end of the file is read)."""
+        want = n * (MAX_MESSAGE + 32)
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb") as f:
+                size = f.seek(0, 2)
+                f.seek(max(0, size - want))
+                data = f.read()
         except FileNotFoundError:
             return []
+        if size > want:                     # the first line may be cut: drop it
+            data = data[data.find(b"\n") + 1:]
         return parse_rows(data.decode("utf-8", "replace"))[-n:]
 
     def unsent(self) -> tuple[bytes, int]:

@@ -18,6 +18,7 @@ import serial
 from bus.client import Deferred
 from bus.errors import CommandRefused
 from services.runtime import Service, Worker
+from ticgw.config import BY_NAME
 from ticgw.files import row_time, write_atomic
 
 from .detection import DetectionTask
@@ -268,20 +269,23 @@ class AcquisitionService(Service):
             self.detection = None
 
     def tic_settings(self, index: int):
-        return next(t for t in self.settings.inputs if t.index == index)
+        """The settings of input ``index`` (those it was started with: a benchmark may give
+        more inputs than the configuration holds)."""
+        return self.inputs[index].config
 
     def meter_identified(self, inp: TicInput) -> None:
         """A meter is identified on ``inp``: keep what was found (state/detection_<n>.json, and
         TIC_Serial[n], TIC_FileDefName[n] in the _daq.ini file, which the Compteurs page
         reads), then count the input as answered."""
         summary = inp.summary(details=True)
-        changes = {"TIC_Serial[%d]" % inp.index: inp.serial,
-                   "TIC_FileDefName[%d]" % inp.index: inp.definition_name}
+        changes = {key: value for key, value in (
+            ("TIC_Serial[%d]" % inp.index, inp.serial),
+            ("TIC_FileDefName[%d]" % inp.index, inp.definition_name)) if key in BY_NAME}
         path = self.data_dir / "state" / ("detection_%d.json" % inp.index)
 
         def save(job):
             write_atomic(path, json.dumps(summary).encode())
-            if self.store is not None:
+            if self.store is not None and changes:
                 self.store.update(changes, by="detection")
                 return self.store.settings
             return None
