@@ -10,9 +10,10 @@ service adds it to the wall time until the next sync. The file is looked at most
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
+
+from .files import write_atomic
 
 
 class SystemClock:
@@ -60,8 +61,6 @@ class GatewayClock:
 
     def set_offset(self, offset: float) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("%.6f\n" % offset)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, ("%.6f\n" % offset).encode())
         self._offset = offset
         self._checked = self.clock.monotonic()

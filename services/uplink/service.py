@@ -21,6 +21,7 @@ from bus.errors import CommandRefused
 from bus.tasklock import TaskBusy, TaskLock
 from services.runtime import Service, Worker
 from ticgw import journal as journal_rows
+from ticgw.files import write_atomic
 
 from . import ntp, schedule
 from .phases import Connection
@@ -318,7 +319,7 @@ class UplinkService(Service):
         self._after(conn)
 
     def _mark_config_checked(self, job, when: float) -> None:
-        (self.data_dir / "state" / "config_checked").write_text(str(when))
+        write_atomic(self.data_dir / "state" / "config_checked", str(when).encode())
 
     def _after(self, conn: Connection) -> None:
         """What the connection asked for once it is over."""

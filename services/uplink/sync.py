@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ticgw.files import write_atomic
 
 UPLOAD, DOWNLOAD, NOTHING = "upload", "download", "nothing"
 
@@ -54,6 +55,4 @@ class Marks:
     def set(self, kind: str, name: str, remote: Remote, content: bytes) -> None:
         self.data.setdefault(kind, {})[name] = {"size": remote.size, "mtime": remote.mtime,
                                                 "sha": sha(content)}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode())
