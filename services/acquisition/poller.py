@@ -8,7 +8,7 @@ rate no longer grows with the number of lines, and a frame's last byte (ETX) wai
 BATCH_WAIT before it is decoded.
 
 Lines without a descriptor (pyserial URL handlers such as rfc2217:// or ticsim://) keep a
-reading loop in their own thread (reader.py).
+reading loop in their line's worker (line.py).
 """
 from __future__ import annotations
 
