@@ -78,3 +78,39 @@ def test_journal_sent_part_is_cut_back_when_it_grows(tmp_path):
         "after the upload"]
     data, offset = j.unsent()
     assert data.decode().endswith("\tafter the upload\n") and data.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("kill_after", [1, 2])
+def test_journal_cut_back_killed_halfway_loses_no_unsent_row(tmp_path, monkeypatch, kill_after):
+    """The cut-back writes the upload mark and the journal: a process killed between two of
+    those writes may send rows again, never skip one that was not sent."""
+    from ticgw import journal as journal_mod
+    from ticgw.journal import Journal
+
+    j = Journal(tmp_path, clock=lambda: 1763900000.0)
+    j.MAX_BYTES = 2000
+    j.KEEP_SENT = 5
+    for i in range(10):
+        j("sent %d" % i)
+    j.mark_sent(j.unsent()[1])                     # an upload, no cut yet (under 2000 bytes)
+    for i in range(80):
+        j("unsent %d" % i)
+    _, offset = j.unsent()
+    for i in range(40):                            # written after the upload file was made
+        j("later %d" % i)
+    real = journal_mod.write_atomic
+    writes = []
+
+    def killed_after_some_writes(path, data):
+        if len(writes) == kill_after:
+            raise SystemExit("killed")
+        writes.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(journal_mod, "write_atomic", killed_after_some_writes)
+    j.MAX_BYTES = 3000                             # the file is over it: mark_sent cuts it back
+    with pytest.raises(SystemExit):
+        j.mark_sent(offset)
+    monkeypatch.setattr(journal_mod, "write_atomic", real)
+    rows = [r.split("\t")[2] for r in Journal(tmp_path).unsent()[0].decode().splitlines()]
+    assert ["later %d" % i for i in range(40)] == [r for r in rows if r.startswith("later")]

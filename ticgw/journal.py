@@ -119,6 +119,9 @@ class Journal:
                 data = self.path.read_bytes()
                 sent, unsent = data[:offset], data[offset:]
                 kept = b"".join(sent.splitlines(keepends=True)[-self.KEEP_SENT:])
+                # The mark goes back to the start before the file is cut: killed between the
+                # writes, rows are sent again (from a line's start), never skipped.
+                write_atomic(self.mark_path, b"0")
                 write_atomic(self.path, kept + unsent)
                 offset = len(kept)
             write_atomic(self.mark_path, str(offset).encode())
