@@ -58,8 +58,9 @@ class Threaded:
 
     def __init__(self, svc):
         self.svc = svc
-        self.thread = threading.Thread(target=svc.run, kwargs={"install_signals": False},
-                                       daemon=True)
+        self.codes: list = []               # what run() returned
+        self.thread = threading.Thread(
+            target=lambda: self.codes.append(svc.run(install_signals=False)), daemon=True)
         self.thread.start()
 
     def stop(self):

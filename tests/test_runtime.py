@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 import echo_service
+from gateway_helpers import Threaded
 import statecharts
 from bus import endpoints as eps
 from bus import messages
@@ -98,18 +99,11 @@ def test_one_registry_entry_is_all_a_new_service_needs():
                                        "charts activity,tic_input,connection,echo"]
 
 
-def run_in_thread(svc):
-    codes = []
-    th = threading.Thread(target=lambda: codes.append(svc.run(install_signals=False)))
-    th.start()
-    return th, codes
-
-
 def test_service_in_process(ctx, run_dir, broker, tmp_path):
     e = eps.resolve(run_dir)
     before = threads_now()
     svc = echo_service.Echo(run_dir=run_dir, ctx=ctx, data_dir=tmp_path / "data")
-    th, codes = run_in_thread(svc)
+    running = Threaded(svc)
     client = CommandClient(ctx, e, "cli")
     watch = Watch(ctx, e, client)
     pub = Publisher(ctx, e.xsub, "uplink")
@@ -133,9 +127,8 @@ def test_service_in_process(ctx, run_dir, broker, tmp_path):
         wait_for(lambda: any(t == "echo.status" and env["data"].get("spoken") == 1
                              for t, env in watch.events), 10.0, step=watch.step)
     finally:
-        svc.loop.post(svc.stop)
-        th.join(5)
-        assert codes == [0]
+        running.stop()
+        assert running.codes == [0]
         assert (run_dir / "stopped").exists()
         assert leaked_threads(before) == []
         watch.close()
@@ -165,7 +158,7 @@ class Flaky(echo_service.Echo):
 def test_fault_path_retries_and_refuses_commands_meanwhile(ctx, run_dir, broker, tmp_path):
     e = eps.resolve(run_dir)
     svc = Flaky(run_dir=run_dir, ctx=ctx, data_dir=tmp_path / "data")
-    th, codes = run_in_thread(svc)
+    running = Threaded(svc)
     client = CommandClient(ctx, e, "cli")
     watch = Watch(ctx, e, client)
     try:
@@ -189,11 +182,10 @@ def test_fault_path_retries_and_refuses_commands_meanwhile(ctx, run_dir, broker,
         client.call("echo", "say", text="deux")
         wait_for(lambda: client.call("echo", "status")["spoken"] == 1, 10.0)
     finally:
-        svc.loop.post(svc.stop)
-        th.join(5)
+        running.stop()
         watch.close()
         client.close()
-    assert codes == [0]
+    assert running.codes == [0]
 
 
 def start_echo(run_dir, data):
@@ -277,7 +269,7 @@ def test_an_exception_in_any_activity_callback_leaves_the_service_usable(
     calls = raise_once(monkeypatch, _Activity, callback)
     e = eps.resolve(run_dir)
     svc = StartsLate(run_dir=run_dir, ctx=ctx, data_dir=tmp_path / "data")
-    th, codes = run_in_thread(svc)
+    running = Threaded(svc)
     client = CommandClient(ctx, e, "cli")
     try:
         wait_for(lambda: (answers(client, method="status") or {}).get("activity") ==
@@ -285,9 +277,8 @@ def test_an_exception_in_any_activity_callback_leaves_the_service_usable(
         client.call("echo", "say", text="encore")
         wait_for(lambda: client.call("echo", "status")["spoken"] == 1, 10.0)
     finally:
-        svc.loop.post(svc.stop)
-        th.join(5)
+        running.stop()
         client.close()
-    assert codes == [0] and not th.is_alive()   # it stops cleanly, even when stopping raised
+    assert running.codes == [0]     # it stops cleanly, even when stopping raised
     assert calls, "%s was never called" % callback
     assert svc.machines.faults >= 1

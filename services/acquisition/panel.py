@@ -45,7 +45,6 @@ class FrontPanel:
                            on_change=lambda *_: self.update())
         self.leds: dict[str, str] = {}
         self.dark = False                      # the gateway is restarting
-        self.pulses = 0
 
     def start(self) -> None:
         self.peers.start()
@@ -75,7 +74,6 @@ class FrontPanel:
 
     def pulse(self, index: int) -> None:
         """One valid frame on input ``index``: its LED blinks once."""
-        self.pulses += 1
         self.svc.publish("gateway.leds", leds=self.leds, pulse="TIC%d" % index)
 
     def all_off(self) -> None:

@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-from pathlib import Path
 
 import serial
 
 from bus.client import Deferred
 from bus.errors import CommandRefused
+from bus.tasklock import TaskBusy
 from services.runtime import Service, Worker
 from ticgw.config import BY_NAME
 from ticgw.files import row_time, write_atomic
 
-from .detection import DetectionTask
+from .detection import TASK, DetectionTask
 from .inputs import TicInput
 from .line import Line
 from .panel import FrontPanel
@@ -185,8 +185,6 @@ class AcquisitionService(Service):
             self.poller.start()
         self.sealer.submit(lambda job: self._recover(), on_done=self._recovered,
                            name="recover")
-        for inp in self.inputs.values():
-            inp.previous = None
         if not self.inputs:
             log.warning("no TIC input configured (TIC_Port[1..3] in the _daq.ini file)")
         self.start_detection("boot")
@@ -252,8 +250,7 @@ class AcquisitionService(Service):
     def start_detection(self, reason: str) -> None:
         """Begin the task 'Détection' (raises TaskBusy, a refusal, when another task runs)."""
         if self.detection is not None:
-            raise CommandRefused("busy", "Une tâche 'Détection' est déjà en cours d'exécution. "
-                                         "Veuillez réessayer dans quelques instants.")
+            raise TaskBusy(TASK)
         pending = [n for n, inp in self.inputs.items()
                    if reason == "boot" or inp.state not in ("absent", "opening")]
         self.detection = DetectionTask(self, reason, pending,
@@ -338,7 +335,3 @@ class AcquisitionService(Service):
         self.raise_alarm(Alarm(self.gateway_clock.now(), "GATEWAY", "", "ESPACE_DISQUE", 0,
                                "%d fichiers supprimés" % len(dropped)))
         self.journal("Espace disque plein : %d fichier(s) de données supprimé(s)" % len(dropped))
-
-    @property
-    def outbox(self) -> Path:
-        return self.spool.outbox

@@ -28,8 +28,6 @@ class SpoolWriter:
         self._pending: list = []            # (record, on_written)
         self._flush_queued = False
         self._backoff = Backoff(0.5, 30.0)
-        self.written = 0
-        self.batches = 0
         self.error: str | None = None
 
     def append(self, rec: dict, on_written=None) -> None:
@@ -69,8 +67,6 @@ class SpoolWriter:
             job.report(self._failed, "%s: %s" % (type(e).__name__, e), delay, retry)
             return
         self._backoff.reset()
-        self.written += len(batch)
-        self.batches += 1
         job.report(self._acknowledge, batch)
 
     def _failed(self, error: str, delay: float, retry: bool) -> None:

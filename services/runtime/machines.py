@@ -65,12 +65,6 @@ class Machines:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def __iter__(self):
-        return iter(self._entries)
-
-    def model(self, name: str):
-        return self._entries[name].model
-
     def states(self) -> dict[str, str]:
         return {n: e.model.state for n, e in self._entries.items()}
 
@@ -122,7 +116,7 @@ class Machines:
 
     def _exception(self, entry: _Entry, event) -> None:
         err = event.error
-        if isinstance(err, MachineError) and "Can't trigger event" in str(err):
+        if isinstance(err, MachineError):
             # not a fault: a fact that came too late (its state is gone) or a trigger the
             # state does not allow; the state decides, and says nothing happened
             self.log.warning("%s: ignored %r in state %r (not allowed there)", entry.name,

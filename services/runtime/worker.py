@@ -99,7 +99,6 @@ class Worker:
         self._halt_when_idle = False
         self.current: Job | None = None
         self.last: Job | None = None        # the last job run (its outcome may be on its way)
-        self.done = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -127,11 +126,6 @@ class Worker:
             self.current.cancel()
         if self.last is not None:           # its outcome, still on its way to the loop, is
             self.last.cancel()              # stale from now on
-
-    @property
-    def busy(self) -> bool:
-        with self._cond:
-            return self.current is not None or bool(self._inbox)
 
     def drain(self, timeout: float = 1.0) -> bool:
         """Let the waiting jobs run (a clean stop flushes what was queued), then end the thread;
@@ -172,6 +166,5 @@ class Worker:
             with self._cond:
                 self.current = None
                 self.last = job
-                self.done += 1
             if job.on_done is not None:
                 job.report(job.on_done, outcome)

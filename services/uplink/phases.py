@@ -18,6 +18,7 @@ from ticgw.files import name_stamp, row_time, write_atomic
 from . import commands, sync
 from .ftp import (FtpConnectError, FtpDirectoryMissing, FtpError, FtpNoSpace, FtpSession,
                   FtpSettings, FtpTransferError)
+from .webservices import gateway_mac
 
 log = logging.getLogger("uplink.phases")
 
@@ -195,7 +196,7 @@ class Connection:
             return "done"
         self.journal("Récupération ID site...")
         try:
-            site = self.ws.initialisation(self.mac)
+            site = self.ws.initialisation(self.mac or gateway_mac())
         except Exception as e:
             log.warning("site ID: %s", e)
             self.journal("Erreur de récupération de l'ID site")

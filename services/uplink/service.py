@@ -38,9 +38,6 @@ TAIL = 200
 FAULT_ROW = "Erreur interne de la passerelle : connexion interrompue"
 DEADLINE_ROW = "Connexion interrompue : durée maximale dépassée"
 
-BUSY = ("Une tâche 'Connexion' est déjà en cours d'exécution. "
-        "Veuillez réessayer dans quelques instants.")
-
 
 class ConnectionModel:
     """The model of the `connection` machine: one method per callback the chart names."""
@@ -185,18 +182,15 @@ class UplinkService(Service):
 
     def start_connection(self, reason: str, install: bool = False) -> None:
         if self.conn_model.state != "idle":
-            raise CommandRefused("busy", BUSY)
-        try:
-            self.lock = TaskLock(self.run_dir).acquire("Connexion")
-        except TaskBusy as e:
-            raise CommandRefused("busy", str(e)) from e
+            raise TaskBusy("Connexion")
+        self.lock = TaskLock(self.run_dir).acquire("Connexion")   # TaskBusy: a refusal
         try:
             self.settings = self.store.settings if self.store is not None else self.settings
             self.current = Connection(
                 settings=self.settings, store=self.store, data_dir=self.data_dir,
                 journal=self.journal_file, clock=self.gateway_clock, bus_call=self._worker_call,
                 ntp_sync=ntp.sync, webservices=self._webservices(), reason=reason,
-                install=install, check_config=self._config_check_due(), mac=self._mac(),
+                install=install, check_config=self._config_check_due(),
                 send_version=not self._version_sent)
         except BaseException:
             self.lock.release()
@@ -216,10 +210,6 @@ class UplinkService(Service):
             return None
         from .webservices import WebServices
         return WebServices(self.settings.web_service_url)
-
-    def _mac(self) -> str:
-        from .webservices import gateway_mac
-        return gateway_mac()
 
     def _config_check_due(self) -> bool:
         days = int(self.settings.connection_check_config_period)

@@ -12,10 +12,10 @@ Return codes: 00 OK, 10 site unknown, 11 action unknown, 12 RC unknown, 13 MAC a
 that does not follow the format raises :class:`WebServiceError`, whose message is written for an
 installer (it names the URL and what to check). Calls block; run them from a worker thread.
 
-``requests`` is imported when a :class:`WebServices` is made, not with this module: with what it
-brings (urllib3, charset_normalizer, idna, http.client, email) it costs a process ~6 MiB, which
-a gateway whose Web Services are off (the default) never needs; :func:`gateway_mac` and the
-helpers do not use it.
+``requests`` is imported at a :class:`WebServices`' first call (in the connection's worker),
+not with this module: with what it brings (urllib3, charset_normalizer, idna, http.client,
+email) it costs a process ~6 MiB, which a gateway whose Web Services are off (the default) never
+needs; :func:`gateway_mac` and the helpers do not use it.
 """
 from __future__ import annotations
 
@@ -114,11 +114,16 @@ class WebServices:
     """Client of the server's Web Services at ``url`` (the ``WebService_Url`` setting)."""
 
     def __init__(self, url: str, timeout: float = 10.0, session: requests.Session | None = None):
-        import requests  # here, not at the top: see the module's doc
-
         self.url = url
         self.timeout = float(timeout)
-        self.session = session if session is not None else requests.Session()
+        self._session = session     # made at the first call (in the caller's worker thread)
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            import requests  # here, not at the top: see the module's doc
+            self._session = requests.Session()
+        return self._session
 
     def initialisation(self, mac: str) -> str:
         """Ask the server for this gateway's site ID; return it."""
@@ -153,7 +158,7 @@ class WebServices:
 
     def _call(self, service: str, pairs: list[tuple[str, str]],
               need_fields: bool) -> tuple[str, str, list[str]]:
-        import requests  # imported by __init__ already
+        import requests  # made by `session` already
 
         if not self.url or not self.url.strip():
             raise WebServiceError(None, "Web Services: no server URL configured "

@@ -86,12 +86,15 @@ def _deadline(seconds):
     return None if seconds is None else time.monotonic() + seconds
 
 
-def _left(deadline, step: float = 0.5) -> float | None:
-    """Seconds to wait for the next event; None when the deadline has passed."""
-    if deadline is None:
-        return step
-    left = deadline - time.monotonic()
-    return None if left <= 0 else min(step, left)
+def _waits(sub, deadline, step: float = 0.25):
+    """Seconds to wait for each next event, until ``deadline`` (None: for ever); before each
+    wait, the subscription says once when no broker answers."""
+    while True:
+        wait = step if deadline is None else min(step, deadline - time.monotonic())
+        if wait <= 0:
+            return
+        sub.watch.check()
+        yield wait
 
 
 def _json_default(value):
@@ -150,7 +153,7 @@ def hint_no_broker(endpoint: str, run_dir) -> str:
 @contextlib.contextmanager
 def _subscription(args):
     """A subscriber to the topics named on the command line (all when none), closed after;
-    ``sub.watch.check()`` says once when no broker answers."""
+    ``sub.watch`` says once when no broker answers (see :func:`_waits`)."""
     e = _endpoints(args)
     ctx = zmq.Context()
     sub = Subscriber(ctx, e.xpub, args.topics or [""], e.keys_for(e.xpub))
@@ -179,11 +182,9 @@ def cmd_tap(args) -> int:
     n = 0
     with _subscription(args) as sub:
         try:
-            while args.count is None or n < args.count:
-                wait = _left(deadline, 0.25)
-                if wait is None:
+            for wait in _waits(sub, deadline):
+                if args.count is not None and n >= args.count:
                     break
-                sub.watch.check()
                 got = sub.recv(timeout=wait)
                 if got is None:
                     continue
@@ -265,11 +266,7 @@ def cmd_stats(args) -> int:
     deadline = _deadline(args.seconds)
     with _subscription(args) as sub:
         try:
-            while True:
-                wait = _left(deadline, 0.25)
-                if wait is None:
-                    break
-                sub.watch.check()
+            for wait in _waits(sub, deadline):
                 got = sub.recv(timeout=wait)
                 if got is not None:
                     counts[got[0]] += 1
@@ -294,11 +291,9 @@ def cmd_record(args) -> int:
     n = 0
     with _subscription(args) as sub, open(args.file, "wb") as f:
         try:
-            while args.count is None or n < args.count:
-                wait = _left(deadline, 0.25)
-                if wait is None:
+            for wait in _waits(sub, deadline):
+                if args.count is not None and n >= args.count:
                     break
-                sub.watch.check()
                 if not sub.sock.poll(int(wait * 1000) + 1):
                     continue
                 got = sub.recv_raw_nowait()
