@@ -21,8 +21,10 @@ from pathlib import Path
 
 from .files import write_atomic
 
-#: Bytes that must not reach a row: they would split it or garble the table and the upload.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: Characters that must not reach a row as they are: they would split it (CR, LF, and what
+#: str.splitlines() also takes for a line end: \v, \f, \x1c-\x1e, NEL, U+2028/9), shift the
+#: table (TAB) or garble the upload. They are written visibly as \xNN / \uNNNN instead.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_MESSAGE = 500
 
 
@@ -31,9 +33,19 @@ def stamp(t: float) -> tuple[str, str]:
     return d.strftime("%d/%m/%y"), d.strftime("%H:%M:%S")
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters written visibly (``\x1b``, ``\u2028``)."""
+    return _CONTROL.sub(_visible, text)
+
+
+def _visible(m) -> str:
+    code = ord(m.group())
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code
+
+
 def clean(message: str) -> str:
-    """One row's text: control characters become spaces, at most MAX_MESSAGE characters."""
-    text = _CONTROL.sub(" ", str(message)).strip()
+    """One row's text: control characters escaped, at most MAX_MESSAGE characters."""
+    text = escape_controls(str(message).strip())
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
 
 
@@ -110,9 +122,10 @@ class Journal:
             start = 0
         return data[start:], len(data)
 
-    def mark_sent(self, offset: int) -> None:
-        """Rows up to ``offset`` are in an upload. Once the file passes MAX_BYTES, the part already
-        sent is cut down to its last KEEP_SENT rows (what the web page shows)."""
+    def mark_sent(self, offset: int, note: str = "") -> None:
+        """Rows up to ``offset`` are in an upload (``note``: its name, see :meth:`mark_note`).
+        Once the file passes MAX_BYTES, the part already sent is cut down to its last KEEP_SENT
+        rows (what the web page shows)."""
         with self._locked():
             size = self.path.stat().st_size if self.path.exists() else 0
             if size > self.MAX_BYTES and offset <= size:
@@ -124,10 +137,22 @@ class Journal:
                 write_atomic(self.mark_path, b"0")
                 write_atomic(self.path, kept + unsent)
                 offset = len(kept)
-            write_atomic(self.mark_path, str(offset).encode())
+            write_atomic(self.mark_path, ("%d %s" % (offset, note)).strip().encode())
+
+    def _read_mark(self) -> tuple[int, str]:
+        try:
+            text = self.mark_path.read_text().strip()
+        except FileNotFoundError:
+            return 0, ""
+        number, _, note = text.partition(" ")
+        try:
+            return int(number or 0), note
+        except ValueError:
+            return 0, ""
 
     def _mark(self) -> int:
-        try:
-            return int(self.mark_path.read_text().strip() or 0)
-        except (FileNotFoundError, ValueError):
-            return 0
+        return self._read_mark()[0]
+
+    def mark_note(self) -> str:
+        """The note of the last :meth:`mark_sent`: the name of the file the rows went into."""
+        return self._read_mark()[1]

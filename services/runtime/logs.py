@@ -4,8 +4,19 @@ from __future__ import annotations
 import logging
 import os
 
+from ticgw.journal import escape_controls
+
 LOG_FORMAT = "%(asctime)s {name} %(levelname)-5s %(message)s"
 LOG_DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+
+class EscapingFormatter(logging.Formatter):
+    """Control characters in a message (bytes from a meter, a server's reply, a rejected file)
+    written visibly, so one record stays one line and no byte reaches the terminal raw; a
+    traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
 
 
 def setup_logging(name: str, level: str | int | None = None) -> logging.Logger:
@@ -23,7 +34,7 @@ def setup_logging(name: str, level: str | int | None = None) -> logging.Logger:
             root.removeHandler(h)
     handler = logging.StreamHandler()
     handler._ticgw = True
-    handler.setFormatter(logging.Formatter(LOG_FORMAT.format(name=name), LOG_DATEFMT))
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT.format(name=name), LOG_DATEFMT))
     root.addHandler(handler)
     root.setLevel(level)
     # transitions narrates every callback at INFO; our one listener logs the state changes
