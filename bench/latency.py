@@ -214,7 +214,7 @@ def run() -> dict:
                         time.sleep(rng.uniform(*GAP))
             try:
                 wait_for(lambda: all((n, s) in receiver.stamps for k in sent.values()
-                                     for n, s, _ in k), GRACE, interval=0.05)
+                                     for n, s, *_ in k), GRACE, interval=0.05)
             except AssertionError:
                 pass                        # some frames never arrived: counted below
         finally:

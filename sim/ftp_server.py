@@ -31,6 +31,8 @@ Fault hooks (all thread-safe, take effect for the next matching command):
 - ``delay_replies(seconds, commands=None)``: the server waits ``seconds`` before greeting and
   before handling each command (or only the verbs in ``commands``); 0 turns it off.
 - ``stop()`` / ``start()``: server down / back up on the same port.
+- ``without=("MLST", "MLSD", "MDTM")``: a server that lacks these commands (as vsftpd lacks
+  MLST and MLSD), absent from its FEAT.
 - ``clear_faults()``.
 
 Observations: ``commands`` (every command line received, PASS masked, in order) and
@@ -269,8 +271,12 @@ class _Authorizer(DummyAuthorizer):
         super().validate_authentication(username, password, handler)
 
 
-def make_self_signed_cert(directory: str | os.PathLike, cn: str = "localhost") -> tuple[Path, Path]:
+def make_self_signed_cert(directory: str | os.PathLike, cn: str = "localhost", *,
+                          san: bool = True) -> tuple[Path, Path]:
     """Write ``cert.pem`` and ``key.pem`` (EC P-256, valid for localhost and 127.0.0.1).
+
+    ``san=False``: the name only in the CN, no subjectAltName and no CA extensions, as many
+    integrators' servers have (``openssl req -x509 -subj /CN=host`` on older OpenSSL).
 
     Uses the ``cryptography`` package when importable, else the ``openssl`` command line.
     """
@@ -290,7 +296,8 @@ def make_self_signed_cert(directory: str | os.PathLike, cn: str = "localhost") -
         subprocess.run(
             [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-keyout", str(key_path), "-out", str(cert_path), "-days", "2",
-             "-subj", f"/CN={cn}", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+             "-subj", f"/CN={cn}"]
+            + (["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"] if san else []),
             check=True, capture_output=True)
         return cert_path, key_path
 
@@ -298,22 +305,24 @@ def make_self_signed_cert(directory: str | os.PathLike, cn: str = "localhost") -
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.timezone.utc)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                       critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if san:
+        builder = (
+            builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                           critical=False))
+    cert = builder.sign(key, hashes.SHA256())
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
@@ -326,7 +335,8 @@ class FtpTestServer:
 
     def __init__(self, root: str | os.PathLike | None = None, *, user: str = "gw",
                  password: str = "gwpass", dirs: tuple[str, ...] = KIND_DIRS,
-                 omit: tuple[str, ...] = (), tls: bool = False, host: str = "127.0.0.1",
+                 omit: tuple[str, ...] = (), tls: bool = False, cert_san: bool = True,
+                 without: tuple[str, ...] = (), host: str = "127.0.0.1",
                  port: int = 0, banner: str = "ticgw test FTP server ready.") -> None:
         self._tmp = tempfile.mkdtemp(prefix="ftptest-")
         self.root = Path(root) if root is not None else Path(self._tmp) / "root"
@@ -338,6 +348,8 @@ class FtpTestServer:
         self.user, self.password = user, password
         self.host, self.port = host, port
         self.tls = tls
+        self.cert_san = cert_san
+        self.without = {verb.upper() for verb in without}
         self.certfile: Path | None = None
         self.keyfile: Path | None = None
         self.commands: list[str] = []
@@ -354,6 +366,10 @@ class FtpTestServer:
         authorizer.add_user(self.user, self.password, str(self.root), perm="elradfmwMT")
         attrs = {"faults": self._faults, "recorder": self, "authorizer": authorizer,
                  "banner": banner}
+        if self.without:
+            # a server without these commands: "500 Command not understood", absent from FEAT
+            attrs["proto_cmds"] = {k: v for k, v in _FaultyControl.proto_cmds.items()
+                                   if k not in self.without}
         dtp_attrs = {"faults": self._faults}
         if not self.tls:
             dtp = type("TestDTP", (_FaultyDTP,), dtp_attrs)
@@ -363,7 +379,7 @@ class FtpTestServer:
         except ImportError:
             raise RuntimeError("FtpTestServer(tls=True) needs pyOpenSSL (pip install pyopenssl), "
                                "which pyftpdlib's FTPS support is built on") from None
-        self.certfile, self.keyfile = make_self_signed_cert(self._tmp)
+        self.certfile, self.keyfile = make_self_signed_cert(self._tmp, san=self.cert_san)
         # TLS first in the MRO so its event handlers run before (and call into) the faulty ones.
         dtp = type("TestTlsDTP", (TLS_DTPHandler, _FaultyDTP), dtp_attrs)
         return type("TestTlsFTPHandler", (TLS_FTPHandler, _FaultyControl), {

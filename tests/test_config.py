@@ -209,7 +209,9 @@ BAD = [
     ("config", "FTP_Server", "bad_host!", "is not a host name or IP address"),
     ("config", "NTP_Server1", "1.2.3", "is not a host name or IP address"),
     ("config", "WebService_Url", "ftp://x.org/", "is not an http:// or https:// URL"),
-    ("config", "FTP_DirData", "DATA", "must start with /"),
+    ("config", "FTP_DirData", "DATA//IN", "must not contain"),
+    ("config", "FTP_TlsFingerprint", "AB:CD", "is not SHA-256 of the server's certificate"),
+    ("config", "FTP_TlsCaFile", "ca.pem", "must be an absolute path"),
     ("config", "FTP_DirLog", "/LOG/../etc", "must not contain"),
     ("config", "Site_Id", "MY SITE", "is not valid"),
     ("config", "SIM_Pin", "12a4", "expected 4 to 8 digits"),
@@ -611,3 +613,15 @@ def test_an_automatic_site_id_may_be_left_empty(tmp_path):
     err = problems_of(tmp_path)
     assert [p.key for p in err.problems] == ["Site_Id"]
     assert "Site_IdAuto=1" in err.problems[0].reason
+
+
+def test_ftp_directories_relative_or_absolute_and_tls_trust_keys(tmp_path):
+    store = ConfigStore(tmp_path)
+    store.ensure_files()
+    store.update({"FTP_DirData": "DATA", "FTP_DirLog": "gw/LOG/", "FTP_DirCmd": "/",
+                  "FTP_TlsFingerprint": "AB:" * 31 + "CD", "FTP_TlsCaFile": "/etc/ftp-ca.pem"})
+    s = store.settings
+    assert (s.ftp_dir_data, s.ftp_dir_log, s.ftp_dir_cmd) == ("DATA", "gw/LOG/", "/")
+    # stored as given, used as hex without colons
+    assert s.ftp_tls_fingerprint == "ab" * 31 + "cd"
+    assert s.ftp_tls_ca_file == "/etc/ftp-ca.pem"

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
+from pathlib import Path
 
 import pytest
 
-from services.uplink.ftp import (FtpConnectError, FtpDirectoryMissing, FtpFileMissing,
+from services.uplink.ftp import (FtpConnectError, FtpTlsError, FtpDirectoryMissing, FtpFileMissing,
                                  FtpNoSpace, FtpSession, FtpSettings, FtpTransferError,
                                  RemoteFile)
 from sim.ftp_server import FtpTestServer
@@ -336,7 +338,7 @@ def test_listdir_and_stat(server):
     with session(server) as ftp:
         files = ftp.listdir("DEF")
         assert files == [RemoteFile("SITE_TIC_A.ini", 10, old), RemoteFile("SITE_TIC_B.ini", 20, new)]
-        assert [(n, s) for n, s, _ in files] == [("SITE_TIC_A.ini", 10), ("SITE_TIC_B.ini", 20)]
+        assert [(n, s) for n, s, *_ in files] == [("SITE_TIC_A.ini", 10), ("SITE_TIC_B.ini", 20)]
         assert ftp.stat("DEF", "SITE_TIC_A.ini") == (10, old)
         assert ftp.stat("DEF", "missing.ini") is None
         assert ftp.stat("DEF", "sub") is None
@@ -352,7 +354,10 @@ def test_servers_without_mlst_fall_back_to_list(server, payload):
         assert [(f.name, f.size) for f in files] == [("SITE_TIC_A.ini", 10), ("SITE_TIC_B.ini", 20)]
         # LIST gives a day for files older than six months, the minute for recent ones.
         assert abs(files[0].mtime - old) < 86400 and abs(files[1].mtime - new) < 61
-        assert ftp.stat("DEF", "SITE_TIC_B.ini") == (20, files[1].mtime)
+        # LIST says the minute; stat asks MDTM, which says the second.
+        assert files[1].precision == 60
+        assert ftp.stat("DEF", "SITE_TIC_B.ini") == (20, new)
+        assert ftp.stat("DEF", "SITE_TIC_B.ini", with_time=False) == (20, None)
         assert ftp.stat("DEF", "nope") is None
         ftp.settings.dirs["LOG"] = "/NOPE"
         with pytest.raises(FtpDirectoryMissing):
@@ -389,9 +394,12 @@ def test_explicit_ftps_upload_and_download(payload, tmp_path, monkeypatch):
         with pytest.raises(FtpConnectError) as info:          # plain FTP is refused
             session(srv, tls=False).connect()
         assert info.value.reply.startswith("550")
-        with pytest.raises(FtpConnectError) as info:          # an untrusted certificate
+        with pytest.raises(FtpTlsError) as info:              # an untrusted certificate
             session(srv, tls_cafile=None).connect()
-        assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+        assert info.value.why == "self-signed certificate"
+        # the fingerprint the server presented, as openssl prints it, to check and pin
+        assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", info.value.fingerprint)
+        assert "PASS ******" not in srv.commands[3:]         # no password to an untrusted server
 
 
 # ------------------------------------------------------------------------------ stats
@@ -422,8 +430,9 @@ def test_a_second_upload_costs_five_commands(server, payload):
 
 
 def _after_login(srv: FtpTestServer) -> list[str]:
-    """The commands after USER/PASS, without the final QUIT."""
+    """The commands after USER/PASS and FEAT (once per session), without the final QUIT."""
     cmds = srv.commands[srv.commands.index("PASS ******") + 1:]
+    cmds = cmds[1:] if cmds and cmds[0] == "FEAT" else cmds
     return cmds[:-1] if cmds and cmds[-1] == "QUIT" else cmds
 
 
@@ -457,9 +466,9 @@ def test_a_steady_connection_costs_few_commands(server, tmp_path):
         per_upload = ftp.stats["commands"] - per_upload
     verbs = [c.split(" ", 1)[0] for c in _after_login(server)]
     assert per_upload <= 6
-    # USER, PASS, TYPE I; 4 uploads x 5; MLST of the command file then of /CMD (not found:
+    # USER, PASS, FEAT, TYPE I; 4 uploads x 5; MLST of the command file then of /CMD (not found:
     # is the directory there?); 2 listings x (PASV, MLSD); QUIT
-    assert len(server.commands) == 2 + 1 + 4 * 5 + 2 + 2 * 2 + 1
+    assert len(server.commands) == 2 + 2 + 4 * 5 + 2 + 2 * 2 + 1
     assert verbs.count("TYPE") == 1                      # listings stay in binary mode
     for verb in ("CWD", "PWD", "DELE", "LIST"):
         assert verb not in verbs
@@ -523,3 +532,43 @@ def test_active_mode_works(server, payload):
         ftp.upload("DATA", payload)
     assert "PORT" in " ".join(server.commands) or "EPRT" in " ".join(server.commands)
     assert server.path("/DATA/" + payload.name).read_bytes() == payload.read_bytes()
+
+
+def _sha256_of_pem(path) -> str:
+    import hashlib
+    import ssl
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(Path(path).read_text())).hexdigest()
+
+
+def test_tls_trust_cn_only_certificate_ca_file_and_pinning(payload, tmp_path):
+    """An integrator's server: self-signed, its name only in the CN (no subjectAltName)."""
+    with FtpTestServer(tls=True, cert_san=False) as srv:
+        # the CA file holding the server's own certificate; the name matched on the CN
+        with session(srv, host="localhost") as ftp:
+            ftp.upload("DATA", payload)
+        assert srv.path("/DATA/" + payload.name).read_bytes() == payload.read_bytes()
+        # ... but the name must still match
+        with pytest.raises(FtpTlsError) as info:
+            session(srv, host="127.0.0.1").connect()
+        assert "mismatch" in info.value.why.lower()
+
+        fingerprint = _sha256_of_pem(srv.certfile)
+        openssl_style = ":".join(fingerprint[i:i + 2] for i in range(0, 64, 2)).upper()
+        # pinned: accepted whatever the chain and the name; no CA file needed
+        for pin in (fingerprint, openssl_style):
+            with session(srv, tls_cafile=None, tls_fingerprint=pin) as ftp:
+                ftp.listdir("DATA")
+        # a wrong pin: refused, before the password, with the fingerprint presented
+        srv.commands.clear()
+        with pytest.raises(FtpTlsError) as info:
+            session(srv, tls_cafile=None, tls_fingerprint="00" * 32).connect()
+        assert info.value.why == "fingerprint"
+        assert info.value.fingerprint == openssl_style
+        assert "PASS ******" not in srv.commands
+        # a pin wins over a CA file that would trust the certificate
+        with pytest.raises(FtpTlsError):
+            session(srv, host="localhost", tls_fingerprint="ab" * 32).connect()
+        # an unreadable CA file says so
+        with pytest.raises(FtpTlsError) as info:
+            session(srv, tls_cafile=str(tmp_path / "missing.pem")).connect()
+        assert info.value.why == "cafile" and "missing.pem" in str(info.value)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import calendar
 import ftplib
+import hashlib
 import os
 import re
 import socket
@@ -61,13 +62,13 @@ with warnings.catch_warnings():
     # session here is made by this module with encoding="utf-8", so the default never applies.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="ftputil")
     warnings.filterwarnings("ignore", message=".*default file path encoding.*")
-    import ftputil
     import ftputil.error
+    import ftputil.stat
 
 __all__ = [
     "KINDS", "DEFAULT_DIRS", "DIR_SETTINGS", "FtpSettings", "FtpSession", "RemoteFile",
-    "FtpError", "FtpConnectError", "FtpDirectoryMissing", "FtpTransferError", "FtpNoSpace",
-    "FtpFileMissing",
+    "FtpError", "FtpConnectError", "FtpTlsError", "FtpDirectoryMissing", "FtpTransferError",
+    "FtpNoSpace", "FtpFileMissing", "FtpTooLarge", "presented_fingerprint",
 ]
 
 KINDS = ("CONFIG", "DEF", "DATA", "ALARM", "CMD", "LOG", "BIN")
@@ -106,7 +107,8 @@ class FtpSettings:
     passive: bool = True
     timeout: float = 30.0        # seconds without an answer before an operation fails
     dirs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DIRS))
-    tls_cafile: str | None = None  # extra trust anchor (e.g. a self-signed server certificate)
+    tls_cafile: str | None = None  # extra trust anchors (a CA, or the server's own certificate)
+    tls_fingerprint: str = ""      # SHA-256 of the one certificate to accept (pinning), hex
     tls_verify: bool = True        # False accepts any certificate (encryption without identity)
 
     @classmethod
@@ -118,6 +120,8 @@ class FtpSettings:
             login=settings.ftp_login,
             password=settings.ftp_password,
             tls=bool(settings.ftp_tls),
+            tls_cafile=settings.ftp_tls_ca_file or None,
+            tls_fingerprint=settings.ftp_tls_fingerprint or "",
             passive=bool(settings.ftp_passive),
             timeout=float(settings.ftp_timeout),
             dirs={
@@ -142,6 +146,7 @@ class RemoteFile(NamedTuple):
     name: str
     size: int
     mtime: float | None  # epoch seconds, UTC; None when the server does not say
+    precision: int = 1   # seconds the time is rounded to: 1 (MLSD), 60 or 86400 (LIST)
 
 
 # ------------------------------------------------------------------------------- errors
@@ -157,6 +162,20 @@ class FtpConnectError(FtpError):
     def __init__(self, message: str, reply: str | None = None):
         super().__init__(message)
         self.reply = reply
+
+
+class FtpTlsError(FtpConnectError):
+    """The TLS session could not be set up or its certificate is not trusted.
+
+    ``why``: the verifier's message ("self-signed certificate", "Hostname mismatch, ..."),
+    "fingerprint" (not the pinned one), "refused" (AUTH TLS refused: ``reply``) or "cafile";
+    ``fingerprint``: SHA-256 of the certificate the server presented, AB:CD:... as openssl prints
+    it, for the installer to check and copy into FTP_TlsFingerprint (None if unknown)."""
+
+    def __init__(self, message: str, *, why: str, fingerprint: str | None = None,
+                 reply: str | None = None):
+        super().__init__(message, reply=reply)
+        self.why, self.fingerprint = why, fingerprint
 
 
 class FtpDirectoryMissing(FtpError):
@@ -188,6 +207,14 @@ class FtpNoSpace(FtpError):
     def __init__(self, message: str, reply: str | None = None):
         super().__init__(message)
         self.reply = reply
+
+
+class FtpTooLarge(FtpError):
+    """The remote file is larger than the caller accepts: it is not fetched."""
+
+    def __init__(self, kind: str, path: str, size: int, limit: int):
+        self.kind, self.path, self.size, self.limit = kind, path, size, limit
+        super().__init__(f"{path} is {size} bytes, more than the {limit} accepted")
 
 
 class FtpFileMissing(FtpError):
@@ -293,6 +320,10 @@ class _CountingMixin:
         self._note_type(cmd)
         return resp
 
+    def ntransfercmd(self, cmd, rest=None):
+        self.stats["data_connections"] += 1
+        return super().ntransfercmd(cmd, rest)
+
     def retrlines(self, cmd, callback=None):
         # Listings (LIST, MLSD) are data too.
         inner = callback if callback is not None else ftplib.print_line
@@ -309,15 +340,21 @@ class _PlainSession(_CountingMixin, ftplib.FTP):
 
 
 class _TlsSession(_CountingMixin, ftplib.FTP_TLS):
+    pin = ""   # SHA-256 hex the server's certificate must have, when pinned
+
     def ntransfercmd(self, cmd, rest=None):
         # ftplib.FTP_TLS starts a fresh TLS session on every data connection; vsftpd
         # (require_ssl_reuse, its default) and proftpd refuse that. Resume the control
         # connection's session instead, which servers that do not care accept as well.
+        self.stats["data_connections"] += 1
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         if self._prot_p:
             try:
                 conn = self.context.wrap_socket(conn, server_hostname=self.host,
                                                 session=self.sock.session)
+                self.stats["tls_handshakes"] += 1
+                if self.pin and _certificate_fingerprint(conn) != self.pin:
+                    raise ssl.SSLError("data connection: certificate is not the pinned one")
             except BaseException:
                 conn.close()
                 raise
@@ -331,15 +368,17 @@ class FtpSession:
     def __init__(self, settings: FtpSettings):
         self.settings = settings
         self._ftp: ftplib.FTP | None = None
-        self._ftputil: ftputil.FTPHost | None = None  # made on first use: see _host
         self._dead = False
         # Kinds whose directory is known to exist on the server: checked, or used successfully
         # in this session. A "not found" in one of them is then about the file, not the dir.
         self._known_dirs: set[str] = set()
+        self._features: set[str] | None = None  # FEAT, read at the first login
         self._has_mlst: bool | None = None   # None: not known yet
         self._has_size: bool | None = None
+        self._has_mdtm: bool | None = None
+        self._home: str | None = None        # PWD after login, asked only when needed
         self._stats = {
-            "connects": 0, "commands": 0,
+            "connects": 0, "commands": 0, "data_connections": 0, "tls_handshakes": 0,
             "ctrl_bytes_sent": 0, "ctrl_bytes_received": 0,
             "data_bytes_sent": 0, "data_bytes_received": 0,
             "uploads": 0, "downloads": 0, "failed_tries": 0,
@@ -358,6 +397,10 @@ class FtpSession:
         s = dict(self._stats)
         s["bytes_sent"] = s["ctrl_bytes_sent"] + s["data_bytes_sent"]
         s["bytes_received"] = s["ctrl_bytes_received"] + s["data_bytes_received"]
+        # What a slow link pays: a command is a round trip, so is opening a data connection
+        # (TCP) and each TLS handshake (at least one more; TLS 1.3 resumption takes one).
+        s["round_trips"] = s["commands"] + s["connects"] + s["data_connections"] \
+            + s["tls_handshakes"]
         return s
 
     @property
@@ -365,7 +408,10 @@ class FtpSession:
         return self._ftp is not None and not self._dead
 
     def connect(self) -> None:
-        """Open the control connection and log in. Raises FtpConnectError with the reply."""
+        """Open the control connection, secure it (FTPS), log in and read the server's features.
+
+        FtpConnectError with the reply when the server refuses; FtpTlsError when its certificate
+        is not trusted (before the password is sent)."""
         if self.connected:
             return
         self._drop()
@@ -376,40 +422,73 @@ class FtpSession:
             if st.tls:
                 ftp = _TlsSession(context=self._tls_context(), encoding="utf-8",
                                   timeout=st.timeout)
+                ftp.pin = _fingerprint_hex(st.tls_fingerprint)
             else:
                 ftp = _PlainSession(encoding="utf-8", timeout=st.timeout)
             ftp.stats = self._stats
             self._stats["connects"] += 1
             ftp.connect(st.host, st.port, timeout=st.timeout)
-            ftp.login(st.login, st.password)  # FTP_TLS.login sends AUTH TLS first
+            if st.tls:
+                self._secure(ftp)
+            ftp.login(st.login, st.password)
             if st.tls:
                 ftp.prot_p()
             ftp.set_pasv(st.passive)
-        except (ftplib.all_errors + (ftputil.error.FTPError, ssl.SSLError)) as err:
+            if self._features is None:
+                self._read_features(ftp)
+        except FtpError:
             if ftp is not None:
                 ftp.close()
-            reply = _reply_of(err)
-            if reply is None and isinstance(err, ftputil.error.FTPError):
-                reply = str(getattr(err, "strerror", "") or "").strip() or None
+            raise
+        except (ftplib.all_errors + (ssl.SSLError,)) as err:
+            if ftp is not None:
+                ftp.close()
             raise FtpConnectError(f"FTP connection to {where} failed: {_describe(err)}",
-                                  reply=reply) from err
+                                  reply=_reply_of(err)) from err
         self._ftp, self._dead = ftp, False
 
+    def _secure(self, ftp: "_TlsSession") -> None:
+        """AUTH TLS, then check the certificate against the pin if one is set: all before the
+        login, so the password only ever goes to a trusted server."""
+        st = self.settings
+        try:
+            ftp.auth()
+        except ssl.SSLCertVerificationError as err:
+            raise FtpTlsError(
+                f"TLS to {st.host}:{st.port}: certificate not trusted: {err.verify_message}",
+                why=err.verify_message or str(err),
+                fingerprint=presented_fingerprint(st.host, st.port, st.timeout)) from err
+        except ftplib.error_perm as err:
+            raise FtpTlsError(f"TLS refused by {st.host}:{st.port}: {_reply_of(err)}",
+                              why="refused", reply=_reply_of(err)) from err
+        self._stats["tls_handshakes"] += 1
+        got = _certificate_fingerprint(ftp.sock)
+        if ftp.pin and got != ftp.pin:
+            raise FtpTlsError(
+                f"TLS to {st.host}:{st.port}: certificate fingerprint {_colons(got)} is not "
+                f"FTP_TlsFingerprint", why="fingerprint", fingerprint=_colons(got))
+
+    def _read_features(self, ftp: ftplib.FTP) -> None:
+        """FEAT, once per session: which of MLST, SIZE and MDTM the server has (RFC 2389)."""
+        try:
+            resp = ftp.sendcmd("FEAT")
+        except ftplib.error_perm:
+            self._features = set()     # no FEAT: each is found out by trying
+            return
+        feats = set()
+        for line in resp.splitlines()[1:]:
+            word = line.strip().split(" ", 1)[0].upper()
+            if word and not _STATUS_LINE.match(line):
+                feats.add(word)
+        self._features = feats
+        self._has_mlst = "MLST" in feats
+        self._has_size = True if "SIZE" in feats else None
+        self._has_mdtm = "MDTM" in feats
+
     @property
-    def _host(self) -> ftputil.FTPHost:
-        """ftputil on our session, for servers without MLST/MLSD (its LIST parsing).
-
-        Made on first use only: creating it sends PWD, a round trip that servers with MLST
-        never need."""
-        if self._ftputil is None:
-            host = ftputil.FTPHost(session_factory=_single_use_factory(self._ensure()))
-            host.set_time_shift(0.0)  # LIST times are taken as UTC, like MLSD's
-            self._ftputil = host
-        return self._ftputil
-
-    def _clear_stat_cache(self) -> None:
-        if self._ftputil is not None:
-            self._ftputil.stat_cache.clear()
+    def features(self) -> set[str]:
+        """The server's FEAT answer (upper-case first words); empty before the first login."""
+        return set(self._features or ())
 
     def close(self) -> None:
         """Say QUIT (briefly) and close. Safe to call twice."""
@@ -436,24 +515,32 @@ class FtpSession:
         self._dead = True
 
     def _drop(self) -> None:
-        if self._ftputil is not None:
-            try:
-                self._ftputil.close()
-            except Exception:  # noqa: BLE001 - closing a broken session must not raise
-                pass
         if self._ftp is not None:
             self._ftp.close()
-        self._ftp = self._ftputil = None
+        self._ftp = None
         self._dead = False
 
     def _tls_context(self) -> ssl.SSLContext:
+        """The trust settings (README, FTPS): a pinned fingerprint accepts that certificate
+        and no other, whatever its chain and names (checked in :meth:`_secure`); else the
+        system's CAs plus ``tls_cafile``, a certificate in that file being enough on its own
+        (a self-signed server certificate), and a name only in the CN accepted when the
+        certificate has no subjectAltName (common on integrators' servers)."""
         st = self.settings
-        ctx = ssl.create_default_context()
-        if st.tls_cafile:
-            ctx.load_verify_locations(cafile=st.tls_cafile)
-        if not st.tls_verify:
+        if st.tls_fingerprint or not st.tls_verify:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        ctx = ssl.create_default_context()
+        ctx.hostname_checks_common_name = True
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        if st.tls_cafile:
+            try:
+                ctx.load_verify_locations(cafile=st.tls_cafile)
+            except (OSError, ssl.SSLError) as err:
+                raise FtpTlsError(f"cannot read FTP_TlsCaFile {st.tls_cafile}: {err}",
+                                  why="cafile") from err
         return ctx
 
     def _ensure(self) -> ftplib.FTP:
@@ -464,13 +551,8 @@ class FtpSession:
 
     def _failed(self, err: BaseException) -> None:
         """After an error: if the control connection cannot be trusted any more, forget it."""
-        if isinstance(err, ftputil.error.FTPError):
-            # ftputil's FTPOSError is an OSError even for a plain "550" reply.
-            dead = not isinstance(err, (ftputil.error.PermanentError,
-                                        ftputil.error.TemporaryError)) or err.errno == 421
-        else:
-            dead = isinstance(err, (OSError, EOFError, ftplib.error_reply,
-                                    ftplib.error_proto)) or _code(err) == "421"
+        dead = isinstance(err, (OSError, EOFError, ftplib.error_reply,
+                                ftplib.error_proto)) or _code(err) == "421"
         if dead:
             self._dead = True
 
@@ -509,12 +591,15 @@ class FtpSession:
                 if kind_fact:
                     raise FtpDirectoryMissing(kind, path, f"{path} is not a directory")
                 # no type fact: ask with CWD below
-        back = self._host.getcwd()  # where ftputil believes the session is
+        # No MLST: CWD into it and back to the login directory (PWD, asked once), so relative
+        # paths keep meaning "from the login directory". Only on this error path.
+        if self._home is None:
+            self._home = _pwd_path(ftp.sendcmd("PWD"))
         try:
             ftp.cwd(path)
         except ftplib.error_perm as err:
             raise FtpDirectoryMissing(kind, path, _reply_of(err)) from err
-        ftp.cwd(back)
+        ftp.cwd(self._home)
 
     # ----------------------------------------------------------------- listing
     def listdir(self, kind: str) -> list[RemoteFile]:
@@ -544,19 +629,47 @@ class FtpSession:
                         files.append(RemoteFile(name, int(facts.get("size", -1)),
                                                 _parse_mlst_time(facts.get("modify"))))
                 return sorted(files)
-        # No MLSD: ftputil's LIST parsing (it switches to TYPE A for the listing).
-        host = self._host
-        host.stat_cache.clear()
+        # No MLSD: one LIST of the directory itself (no CWD), parsed by ftputil's parsers.
         try:
-            names = host.listdir(path)
-        except ftputil.error.PermanentError:
+            entries = self._list(path)
+        except ftplib.error_perm:
             self._require_dir(kind)
             raise
-        for name in names:
-            st = host.lstat(host.path.join(path, name))
+        for name, st in entries:
             if _is_regular(st.st_mode):
-                files.append(RemoteFile(name, int(st.st_size), st.st_mtime))
+                files.append(RemoteFile(name, int(st.st_size), st.st_mtime,
+                                        st._st_mtime_precision or 60))
         return sorted(files)
+
+    def _list(self, path: str) -> list[tuple[str, object]]:
+        """``LIST path`` as (name, ftputil StatResult) pairs: Unix style, else MS-DOS style.
+
+        Received in binary mode like MLSD (see :meth:`_mlsd`). A server that lists a missing
+        directory as empty (vsftpd does) gives []: the callers tell "missing" by other means.
+        Times are taken as UTC (no time shift); LIST gives minutes, or days for old files
+        (``_st_mtime_precision``)."""
+        chunks: list[bytes] = []
+        self._receive("LIST " + path, chunks.append)
+        text = b"".join(chunks).decode(self._ftp.encoding, "replace")
+        out = []
+        parser = None
+        for line in text.split("\n"):
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            for candidate in ((parser,) if parser else _LIST_PARSERS):
+                if candidate.ignores_line(line):
+                    break
+                try:
+                    st = candidate.parse_line(line, time_shift=0.0)
+                except ftputil.error.ParserError:
+                    continue
+                parser = candidate
+                name = st._st_name.rsplit("/", 1)[-1]
+                if name not in (".", ".."):
+                    out.append((name, st))
+                break
+        return out
 
     def _mlsd(self, path: str) -> list[tuple[str, dict[str, str]]]:
         """MLSD ``path`` as (name, facts) pairs, facts with lower-case keys.
@@ -581,20 +694,42 @@ class FtpSession:
             entries.append((name, facts))
         return entries
 
-    def stat(self, kind: str, name: str) -> tuple[int, float | None] | None:
-        """(size, mtime) of a regular file, None if there is no such file.
+    def stat(self, kind: str, name: str, with_time: bool = True
+             ) -> tuple[int, float | None] | None:
+        """(size, mtime) of a regular file, None if there is no such file. Without MLST the
+        time costs an MDTM: ``with_time=False`` when only presence and size matter.
         FtpDirectoryMissing if the whole directory is missing."""
         path = _join(self.settings.dir(kind), name)
 
         def stat_():
-            facts = self._file_facts(path)
+            facts = self._file_facts(path, with_time)
             if facts is None:
                 self._require_dir(kind)  # "no such file" may mean "no such directory"
             return facts
 
         return self._op(f"stat {path}", stat_)
 
-    def _file_facts(self, path: str) -> tuple[int, float | None] | None:
+    def mdtm(self, kind: str, name: str) -> float | None:
+        """The file's modification time to the second (UTC): MLST's, else MDTM's; None if the
+        server tells neither. FtpFileMissing if the file is not there."""
+        path = _join(self.settings.dir(kind), name)
+
+        def mdtm_():
+            facts = self._file_facts(path, want_time=True)
+            if facts is None:
+                self._require_dir(kind)
+                raise FtpFileMissing(kind, path, self._last_missing_reply)
+            return facts[1]
+
+        return self._op(f"mdtm {path}", mdtm_)
+
+    @property
+    def exact_times(self) -> bool:
+        """True when listings give times to the second (MLSD), so no MDTM is ever needed."""
+        return bool(self._has_mlst)
+
+    def _file_facts(self, path: str, want_time: bool = False
+                    ) -> tuple[int, float | None] | None:
         self._ensure()
         if self._has_mlst is not False:
             try:
@@ -608,21 +743,53 @@ class FtpSession:
                     if facts["type"].lower() != "file":
                         return None
                     return int(facts["size"]), _parse_mlst_time(facts.get("modify"))
-                # facts we cannot use: ask LIST below
-        host = self._host
-        host.stat_cache.clear()
+                # facts we cannot use: ask below
+        return self._size_and_time(path, want_time)
+
+    def _size_and_time(self, path: str, want_time: bool) -> tuple[int, float | None] | None:
+        """Without MLST: SIZE (one round trip), and MDTM when the time is wanted; a server
+        with neither: a LIST of the parent directory."""
+        ftp = self._ftp
+        if self._has_size is not False:
+            ftp.voidcmd("TYPE I")  # some servers refuse SIZE in ASCII mode (cached)
+            try:
+                size = ftp.size(path)
+            except ftplib.error_perm as err:
+                if _code(err) not in _UNSUPPORTED:
+                    self._last_missing_reply = _reply_of(err)
+                    return None
+                self._has_size = False
+            else:
+                if size is not None:
+                    self._has_size = True
+                    mtime = self._mdtm(path) if want_time else None
+                    return size, mtime
+        parent, _, name = path.rpartition("/")
+        for entry, st in self._list(parent or "."):
+            if entry == name and _is_regular(st.st_mode):
+                return int(st.st_size), st.st_mtime
+        return None
+
+    def _mdtm(self, path: str) -> float | None:
+        """MDTM (RFC 3659: UTC, to the second); None if the server has no MDTM."""
+        if self._has_mdtm is False:
+            return None
         try:
-            st = host.lstat(path)
-        except ftputil.error.PermanentError:
-            return None
-        if not _is_regular(st.st_mode):
-            return None
-        return int(st.st_size), st.st_mtime
+            resp = self._ftp.sendcmd("MDTM " + path)
+        except ftplib.error_perm as err:
+            if _code(err) in _UNSUPPORTED:
+                self._has_mdtm = False
+                return None
+            raise
+        self._has_mdtm = True
+        return _parse_mlst_time(resp[4:].strip())
 
     _last_missing_reply: str | None = None
 
     def _mlst(self, path: str) -> dict[str, str] | None:
         """MLST facts of one path (lower-case keys); None if the server says it is not there."""
+        if self._has_mlst is False:
+            raise _NotSupported
         try:
             resp = self._ftp.sendcmd("MLST " + path)
         except ftplib.error_perm as err:
@@ -648,19 +815,10 @@ class FtpSession:
 
     def _remote_size(self, path: str) -> int | None:
         """Size the server reports for ``path`` (SIZE, else MLST/LIST); None if missing."""
-        ftp = self._ftp
         if self._has_size is not False:
-            ftp.voidcmd("TYPE I")  # some servers refuse SIZE in ASCII mode (cached: no command)
-            try:
-                size = ftp.size(path)
-            except ftplib.error_perm as err:
-                if _code(err) not in _UNSUPPORTED:
-                    return None
-                self._has_size = False
-            else:
-                if size is not None:
-                    self._has_size = True
-                    return size
+            facts = self._size_and_time(path, want_time=False)
+            if self._has_size is not False:
+                return None if facts is None else facts[0]
         facts = self._file_facts(path)
         return None if facts is None else facts[0]
 
@@ -733,7 +891,6 @@ class FtpSession:
                 raise
             self._delete_quiet(remote)
             self._rename(tmp, remote)
-        self._clear_stat_cache()
 
     def _stor_tmp(self, kind: str, local_path: Path, tmp: str, size: int) -> None:
         """STOR ``tmp``; if the server refuses it, find out why (at most once per try)."""
@@ -781,9 +938,11 @@ class FtpSession:
                 conn.close()
         self._finish_transfer(data_error, self.settings.timeout + size / MIN_LINK_RATE)
 
-    def _receive(self, cmd: str, write: Callable[[bytes], object]) -> int:
+    def _receive(self, cmd: str, write: Callable[[bytes], object],
+                 limit: int | None = None) -> int:
         """Run a transfer from the server (RETR, MLSD) in binary mode, passing the data to
-        ``write``; returns the byte count once the server confirmed the end."""
+        ``write``; returns the byte count once the server confirmed the end. More than
+        ``limit`` bytes: the transfer is cut (_SizeMismatch), the excess never written."""
         ftp = self._ftp
         ftp.voidcmd("TYPE I")  # cached: no command once the session is binary
         received = 0
@@ -791,9 +950,13 @@ class FtpSession:
         data_error = None
         try:
             while data := conn.recv(BLOCK):
-                write(data)
                 received += len(data)
                 self._stats["data_bytes_received"] += len(data)
+                if limit is not None and received > limit:
+                    conn.close()
+                    self._dead = True   # the reply to the cut transfer is not worth waiting for
+                    raise _SizeMismatch(f"{cmd}: more than the {limit} bytes announced")
+                write(data)
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
         except OSError as err:
@@ -839,15 +1002,17 @@ class FtpSession:
 
     # ---------------------------------------------------------------- download
     def download(self, kind: str, remote_name: str, local_path: str | os.PathLike,
-                 tries: int = 3, on_retry: RetryCallback | None = None
-                 ) -> tuple[int, float | None]:
+                 tries: int = 3, on_retry: RetryCallback | None = None,
+                 max_bytes: int | None = None) -> tuple[int, float | None]:
         """Fetch a file to ``local_path`` atomically; returns the server's (size, mtime).
 
         The data goes to a temp file beside ``local_path``; its size must equal the size the
         server announced; it is fsynced and renamed over ``local_path`` (and the directory
         fsynced). FtpFileMissing if the file is not on the server, FtpDirectoryMissing if its
         directory is not; FtpTransferError after ``tries`` failed tries (``on_retry`` as for
-        upload). ``local_path`` is untouched on failure.
+        upload). ``local_path`` is untouched on failure. ``max_bytes``: a larger file is refused
+        (FtpTooLarge) before it is fetched, and a transfer is cut once it passes the size
+        announced.
         """
         local_path = Path(local_path)
         path = _join(self.settings.dir(kind), remote_name)
@@ -862,6 +1027,8 @@ class FtpSession:
                     self._require_dir(kind)  # FtpDirectoryMissing if the dir is the problem
                     raise FtpFileMissing(kind, path, self._last_missing_reply)
                 self._known_dirs.add(kind)
+                if max_bytes is not None and facts[0] > max_bytes:
+                    raise FtpTooLarge(kind, path, facts[0], max_bytes)
                 self._retr(path, local_path, facts[0])
                 self._stats["downloads"] += 1
                 return facts
@@ -883,7 +1050,8 @@ class FtpSession:
                                         suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:
-                received = self._receive("RETR " + remote, out.write)
+                received = self._receive("RETR " + remote, out.write,
+                                         limit=expected if expected >= 0 else None)
                 out.flush()
                 os.fsync(out.fileno())
             if expected >= 0 and received != expected:
@@ -918,8 +1086,7 @@ class FtpSession:
                     raise FtpFileMissing(kind, path, _reply_of(err)) from err
                 raise
             finally:
-                self._clear_stat_cache()
-            self._known_dirs.add(kind)
+                    self._known_dirs.add(kind)
             return True
 
         return self._op(f"delete {path}", dele)
@@ -939,8 +1106,7 @@ class FtpSession:
                     raise FtpFileMissing(kind, src, _reply_of(err)) from err
                 raise
             finally:
-                self._clear_stat_cache()
-            self._known_dirs.add(kind)
+                    self._known_dirs.add(kind)
 
         self._op(f"rename {src} to {dst}", ren)
 
@@ -951,7 +1117,7 @@ class FtpSession:
             return fn(*args)
         except FtpError:
             raise
-        except (ftplib.all_errors + (ftputil.error.FTPError,)) as err:
+        except ftplib.all_errors as err:
             self._failed(err)
             raise FtpTransferError(f"FTP {what} failed: {_describe(err)}", error=err) from err
 
@@ -960,21 +1126,13 @@ class _NotSupported(Exception):
     pass
 
 
-def _single_use_factory(session: ftplib.FTP):
-    """ftputil session factory handing out our already logged-in session (once).
+_LIST_PARSERS = (ftputil.stat.UnixParser(), ftputil.stat.MSParser())
 
-    ftputil would open extra "child" sessions only for its file objects (FTPHost.open,
-    upload, download), which this module does not use.
-    """
-    handed = []
 
-    def factory(*_args, **_kwargs):
-        if handed:
-            raise ftputil.error.FTPOSError("FtpSession does not open extra FTP sessions")
-        handed.append(session)
-        return session
-
-    return factory
+def _pwd_path(resp: str) -> str:
+    """The directory in a PWD reply: 257 "/home/gw" is the current directory."""
+    m = re.search(r'"((?:[^"]|"")*)"', resp)
+    return m.group(1).replace('""', '"') if m else "/"
 
 
 def _is_regular(mode: int | None) -> bool:
@@ -992,3 +1150,35 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _fingerprint_hex(text: str) -> str:
+    return (text or "").replace(":", "").strip().lower()
+
+
+def _colons(hex_digits: str) -> str:
+    h = hex_digits.upper()
+    return ":".join(h[i:i + 2] for i in range(0, len(h), 2))
+
+
+def _certificate_fingerprint(sock) -> str:
+    der = sock.getpeercert(binary_form=True)
+    return hashlib.sha256(der).hexdigest() if der else ""
+
+
+def presented_fingerprint(host: str, port: int, timeout: float) -> str | None:
+    """SHA-256 (AB:CD:...) of the certificate an FTPS server presents, read on a connection of
+    its own without checking it: for the journal when the certificate was not trusted, so the
+    installer can compare it with the server's and pin it. None if it cannot be read."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    probe = ftplib.FTP_TLS(context=ctx, timeout=min(timeout, 10.0))
+    try:
+        probe.connect(host, port)
+        probe.auth()
+        return _colons(_certificate_fingerprint(probe.sock)) or None
+    except (ftplib.all_errors + (ssl.SSLError,)):
+        return None
+    finally:
+        probe.close()

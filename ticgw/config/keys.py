@@ -100,6 +100,13 @@ DECLARED: tuple[Key, ...] = (
        secret=True),
     _k("FTP_Tls", _C, t.Bool(), 0, "1: protect the FTP session with explicit TLS (FTPS)",
        "FTP server"),
+    _k("FTP_TlsFingerprint", _C, t.Fingerprint(), "",
+       "SHA-256 fingerprint of the FTP server's certificate: when set, that certificate and no "
+       "other is accepted, whatever its chain and names (for a self-signed certificate)",
+       "FTP server"),
+    _k("FTP_TlsCaFile", _C, t.FilePath(), "",
+       "PEM file of certificates to trust for the FTP server, besides the system's (an "
+       "integrator's own CA, or the server's self-signed certificate itself)", "FTP server"),
     _k("FTP_Passive", _C, t.Bool(), 1, "1: passive mode FTP transfers (0: active mode)",
        "FTP server"),
     _k("FTP_Timeout", _C, t.Int(5, 600, "s"), 30,

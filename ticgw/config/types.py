@@ -198,17 +198,44 @@ class Url(ValueType):
 
 
 class FtpDir(ValueType):
-    doc = "absolute directory path on the FTP server (e.g. /DATA)"
+    doc = ("directory on the FTP server: absolute (/DATA) or relative to the login directory "
+           "(DATA)")
 
     def __init__(self):
         super().__init__(empty=False, max_len=128)
 
     def check(self, text: str):
-        if not text.startswith("/"):
-            raise BadValue("%s must start with / (e.g. /DATA)" % _show(text))
         parts = text.strip("/").split("/")
-        if ".." in parts or "." in parts or "\\" in text:
-            raise BadValue("%s must not contain '.', '..' or backslashes" % _show(text))
+        if ".." in parts or "." in parts or "\\" in text or "//" in text:
+            raise BadValue("%s must not contain '.', '..', '//' or backslashes" % _show(text))
+        if text.strip("/") == "" and text != "/":
+            raise BadValue("%s is not a directory" % _show(text))
+        return text
+
+
+class Fingerprint(ValueType):
+    doc = ("SHA-256 of the server's certificate, 64 hexadecimal digits, with or without colons "
+           "(openssl x509 -fingerprint -sha256)")
+
+    def __init__(self):
+        super().__init__(empty=True, max_len=95)
+
+    def check(self, text: str):
+        digits = text.replace(":", "")
+        if not re.fullmatch(r"[0-9A-Fa-f]{64}", digits):
+            raise BadValue("is not %s" % self.doc)
+        return digits.lower()
+
+
+class FilePath(ValueType):
+    doc = "absolute path of a file on the gateway"
+
+    def __init__(self, *, max_len: int = 255):
+        super().__init__(empty=True, max_len=max_len)
+
+    def check(self, text: str):
+        if not text.startswith("/"):
+            raise BadValue("%s must be an absolute path (e.g. /etc/ticgw/ftp-ca.pem)" % _show(text))
         return text
 
 
