@@ -6,7 +6,7 @@ import pytest
 
 from services.uplink import sync
 from ticgw.journal import Journal
-from services.uplink.sync import DOWNLOAD, NOTHING, UPLOAD, Remote
+from services.uplink.sync import DOWNLOAD, NOTHING, UPLOAD, VERIFY, Remote
 
 LOCAL = b"DAQ_Period=10\r\n"
 SEEN = Remote(15, 1_700_000_000.0)
@@ -30,12 +30,45 @@ def test_decide(local, remote, mark, expected):
     assert sync.decide("X_daq.ini", local, remote, mark) == expected
 
 
+# A server that lists with LIST: times to the minute. The file was listed at 12:34 (its minute),
+# looked at when it was 12:34:30 (the minute not over) or the next day (long over).
+MINUTE = 1_700_000_040.0
+LISTED = Remote(15, MINUTE, 60)
+EXACT = MINUTE + 17
+FRESH = {"size": 15, "mtime": EXACT, "sha": sync.sha(LOCAL), "seen": MINUTE + 30,
+         "listed": [MINUTE, 60]}
+OLD = dict(FRESH, seen=MINUTE + 86400)
+UPLOADED = {"size": 15, "mtime": EXACT, "sha": sync.sha(LOCAL), "seen": MINUTE + 30}
+
+
+@pytest.mark.parametrize("local, remote, mark, expected", [
+    (LOCAL, LISTED, OLD, NOTHING),                       # the minute was over when we looked
+    (LOCAL, LISTED, FRESH, VERIFY),                      # an edit within that minute may hide
+    (LOCAL, LISTED, UPLOADED, VERIFY),                   # uploaded: never listed yet
+    (LOCAL, Remote(15, MINUTE + 60, 60), FRESH, DOWNLOAD),  # a later minute
+    (LOCAL, Remote(16, MINUTE, 60), FRESH, DOWNLOAD),    # another size
+    (LOCAL, Remote(15, MINUTE - 40, 86400), OLD, VERIFY),  # now listed by the day
+    (b"DAQ_Period=5\r\n", LISTED, OLD, UPLOAD),          # changed locally only
+])
+def test_decide_with_listings_to_the_minute(local, remote, mark, expected):
+    assert sync.decide("X_daq.ini", local, remote, mark) == expected
+
+
+def test_settled_allows_for_servers_listing_local_time():
+    assert not sync.settled(MINUTE, 60, MINUTE + 59)
+    assert not sync.settled(MINUTE, 60, MINUTE + 14 * 3600)   # UTC+14 listings
+    assert sync.settled(MINUTE, 60, MINUTE + 60 + sync.SETTLE)
+    assert not sync.settled(MINUTE, 60, None)
+
+
 def test_marks_persist(tmp_path):
     m = sync.Marks(tmp_path)
     assert m.get("config", "X_daq.ini") is None
-    m.set("config", "X_daq.ini", SEEN, LOCAL)
+    m.set("config", "X_daq.ini", LOCAL, size=SEEN.size, mtime=SEEN.mtime)
     again = sync.Marks(tmp_path)
-    assert again.get("config", "X_daq.ini") == MARK
+    assert again.get("config", "X_daq.ini") == dict(MARK, seen=None)
+    m.set("config", "X_daq.ini", LOCAL, size=15, mtime=EXACT, listed=LISTED, seen=MINUTE + 30)
+    assert sync.Marks(tmp_path).get("config", "X_daq.ini") == FRESH
     assert again.get("def", "X_daq.ini") is None
     assert [p.name for p in tmp_path.iterdir()] == ["sync.json"]
 

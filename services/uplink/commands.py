@@ -16,9 +16,15 @@ Types:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}\Z")
+#: Lines end at CR, LF or CRLF only: str.splitlines() would also split on \v, \f, \x1c-\x1e,
+#: \x85 and U+2028, which a command file may carry inside a value.
+_EOL = re.compile(r"\r\n|\r|\n")
+#: Bytes that have no place in a command line; such a line is refused, not run.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass
@@ -31,6 +37,17 @@ class Effects:
     debug_log: bool = False
     config_changed: bool = False
     params_requested: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Effects":
+        known = {k: bool(v) for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def __bool__(self) -> bool:
+        return any(self.as_dict().values())
 
 
 @dataclass
@@ -46,23 +63,41 @@ class CommandError(Exception):
 
 
 def parse_lines(text: str) -> list[list[str]]:
-    return [line.split(";") for line in text.splitlines() if line.strip()]
+    return [line.split(";") for line in _EOL.split(text) if line.strip()]
 
 
-def run(text: str, now_text: str, handlers) -> Outcome:
-    """Run every line of a command file; `handlers` provides config_update(dict) and params()."""
-    out = Outcome()
-    for fields in parse_lines(text):
-        fields = [f.strip() for f in fields]
+def run(text: str, now_text: str, handlers, *, done: list[str] | None = None,
+        effects: Effects | None = None,
+        on_line: Callable[[list[str], Effects], None] | None = None) -> Outcome:
+    """Run the lines of a command file; `handlers` provides config_update(dict) and params().
+
+    To resume a file a crash interrupted: ``done`` holds the ACK lines of the lines already run
+    (they are not run again) and ``effects`` what they asked for. ``on_line(acks, effects)`` is
+    called after each line, to record the progress."""
+    out = Outcome(acks=list(done or ()), effects=effects or Effects())
+    for number, fields in enumerate(parse_lines(text)):
+        if number < len(out.acks):
+            continue
+        fields = [f.strip(" \t") for f in fields]
         try:
+            if any(_CONTROL.search(f) for f in fields):
+                fields = [_visible(f) for f in fields]
+                raise CommandError("control characters in the line")
             _run_one(fields, handlers, out.effects)
             out.acks.append(";".join([now_text] + fields + ["OK"]))
             out.ok += 1
         except CommandError as e:
-            reason = str(e).replace(";", ",").replace("\n", " ")
+            reason = _visible(str(e)).replace(";", ",")
             out.acks.append(";".join([now_text] + fields + ["ERROR", reason]))
             out.errors += 1
+        if on_line is not None:
+            on_line(out.acks, out.effects)
     return out
+
+
+def _visible(text: str) -> str:
+    """Control characters written as \\xNN, so an ACK line stays one line of text."""
+    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text.replace("\t", " "))
 
 
 def _run_one(fields: list[str], handlers, effects: Effects) -> None:

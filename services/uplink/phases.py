@@ -8,21 +8,50 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import tempfile
 from pathlib import Path
 
+from bus.errors import BusTimeout
 from ticgw import files
-from ticgw.files import name_stamp, row_time, write_atomic
+from ticgw.files import row_time, write_atomic
+from ticgw.stamps import StampBook
 
 from . import commands, sync
 from .ftp import (FtpConnectError, FtpDirectoryMissing, FtpError, FtpNoSpace, FtpSession,
                   FtpSettings, FtpTransferError)
+from .inbox import CommandInbox, Taken
+from .reasons import reason
 from .webservices import gateway_mac
 
 log = logging.getLogger("uplink.phases")
 
 CONFIG_KINDS = ("config", "daq", "var")
+
+#: Largest file taken from the server, per directory: anything bigger is refused with its size
+#: (a command or configuration file is a few hundred bytes; a package, a few megabytes).
+MAX_BYTES = {"CMD": 64 * 1024, "CONFIG": 256 * 1024, "DEF": 256 * 1024,
+             "BIN": 256 * 1024 * 1024}
+
+#: Seconds a call to another service may take inside a connection; a peer that missed it is
+#: not asked again in that connection (a dead acquisition must not hold the task lock).
+PEER_TIMEOUT = 5.0
+SEAL_TIMEOUT = 15.0
+
+
+class PeerUnavailable(Exception):
+    """Another service did not answer in time during this connection."""
+
+    def __str__(self) -> str:
+        return "%s: %s" % (self.args[0], self.args[1])
+
+
+class TooLarge(Exception):
+    """A server file over MAX_BYTES."""
+
+    def __init__(self, name: str, size: int, limit: int):
+        super().__init__("Fichier %s refusé : %d octets, au plus %d" % (name, size, limit))
 
 
 class Connection:
@@ -52,8 +81,13 @@ class Connection:
         self.restart_needed = False
         self.failed = False              # cut short (fault, deadline)
         self.closed = False              # `closing` has run
-        self.stats = {"uploaded": 0, "bytes": 0, "failed": 0, "ftp_commands": 0}
+        self.stats = {"uploaded": 0, "bytes": 0, "failed": 0, "ftp_commands": 0,
+                      "round_trips": 0}
         self.site = settings.site
+        self.state_dir = self.data_dir / "state"
+        self.stamps = StampBook(self.state_dir)
+        self.inbox = CommandInbox(self.state_dir)
+        self.unavailable: set[str] = set()   # services that missed a call in this connection
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -65,14 +99,37 @@ class Connection:
                 session.connect()
             except FtpConnectError as e:
                 log.warning("FTP connection failed: %s", e)
-                self.journal("Erreur de connexion FTP")
+                self._error("Erreur de connexion FTP", e)
                 raise
             self.ftp = session
         return self.ftp
 
+    def _error(self, row: str, error: BaseException) -> None:
+        """The manual's error row, verbatim, then the reason (issue 8): what to fix."""
+        self.journal(row)
+        if isinstance(error, TooLarge):
+            self.journal(str(error))
+        elif isinstance(error, PeerUnavailable):
+            self.journal("Service %s indisponible : %s" % (error.args[0], error.args[1]))
+        else:
+            self.journal(reason(error, tls=bool(self.settings.ftp_tls)))
+
+    def call_peer(self, service: str, method: str, timeout: float = PEER_TIMEOUT, **params):
+        """A call to another service with a short deadline; once a service missed one, the
+        rest of the connection does not wait for it again."""
+        if service in self.unavailable:
+            raise PeerUnavailable(service, "ne répond pas")
+        try:
+            return self.bus_call(service, method, timeout=timeout, **params)
+        except (BusTimeout, TimeoutError) as e:
+            self.unavailable.add(service)
+            raise PeerUnavailable(service, "ne répond pas en %.0f s" % timeout) from e
+
     def close(self) -> None:
         if self.ftp is not None:
-            self.stats["ftp_commands"] += self.ftp.stats.get("commands", 0)
+            ftp_stats = self.ftp.stats
+            self.stats["ftp_commands"] += ftp_stats.get("commands", 0)
+            self.stats["round_trips"] += ftp_stats.get("round_trips", 0)
             try:
                 self.ftp.close()
             except Exception:
@@ -92,23 +149,17 @@ class Connection:
         """Upload one outbox file (two steps, size checked, 3 tries); delete it once delivered."""
         try:
             self._ftp().upload(kind, path, tries=3, on_retry=self._retry_journal)
-        except FtpNoSpace:
-            self.journal(err_msg % path.name)
+        except FtpNoSpace as e:
+            self._error(err_msg % path.name, e)
             raise
         except FtpConnectError as e:
             # The server went away mid-connection and does not take us back: abort.
             log.warning("%s: %s", path.name, e)
-            self.journal("Erreur de connexion FTP")
+            self._error("Erreur de connexion FTP", e)
             raise
-        except FtpDirectoryMissing as e:
+        except (FtpDirectoryMissing, FtpTransferError) as e:
             log.warning("%s: %s", path.name, e)
-            self.journal(err_msg % path.name)
-            self.journal("Répertoire %s absent du serveur FTP (paramètre %s)" % (e.path, e.setting))
-            self.stats["failed"] += 1
-            return False
-        except FtpTransferError as e:
-            log.warning("%s: %s", path.name, e)
-            self.journal(err_msg % path.name)
+            self._error(err_msg % path.name, e)
             self.stats["failed"] += 1
             return False
         self.stats["uploaded"] += 1
@@ -150,10 +201,10 @@ class Connection:
         self.journal("Demande de connexion...")
         self.journal("Arrêt de l'acquisition de données...")
         try:
-            self.bus_call("acquisition", "pause")
-            self.bus_call("acquisition", "seal", timeout=15.0)
+            self.call_peer("acquisition", "pause")
+            self.call_peer("acquisition", "seal", timeout=SEAL_TIMEOUT)
             if self.install:
-                self.bus_call("acquisition", "params")
+                self.call_peer("acquisition", "params")
         except Exception as e:
             # What is already sealed still goes; the rest waits for the next connection.
             log.warning("acquisition did not seal its records: %s", e)
@@ -227,34 +278,85 @@ class Connection:
         return outcome
 
     def commands(self) -> str:
+        """The command file (DESIGN 6): kept on local disk before its server copy is deleted,
+        run line by line with its progress recorded, acknowledged once (inbox.py)."""
         self.journal("Gestion des fichiers de commandes ...")
         ftp = self._ftp()
         name = files.command_name(self.site)
+        outcome = "done"
+        ran = False
+        taken = self.inbox.pending()
+        if taken is not None:                # a crash interrupted it: finish it first
+            log.warning("finishing the command file %s a connection left", taken.name)
+            outcome = self._run_taken(taken)
+            ran = True
         try:
-            if ftp.stat("CMD", name) is None:
-                self.journal("Pas de fichier de commandes disponible...")
-                return self._deposit_acks()
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(tmp) / name
-                ftp.download("CMD", name, local, on_retry=self._retry_journal)
-                text = local.read_bytes().decode("utf-8", "replace")
-            self.journal("Récupération du fichier %s" % name)
-            ftp.delete("CMD", name)
-        except FtpError as e:
+            remote = self._command_file(ftp, name)
+        except (FtpError, TooLarge) as e:
             log.warning("command file: %s", e)
-            self.journal("Erreur de récupération du fichier %s" % name)
+            self._error("Erreur de récupération du fichier %s" % name, e)
             return "failed"
-        self._confirm("CMD", name)
-        outcome = commands.run(text, row_time(self.clock.now(), bool(self.settings.ftp_euro_date_format)),
-                               _Handlers(self))
-        self.effects = outcome.effects
+        if remote is None:
+            if not ran:
+                self.journal("Pas de fichier de commandes disponible...")
+            return _worse(outcome, self._deposit_acks())
+        size, mtime, content = remote
+        ack = files.ack_name(self.site, self.stamps.take("ack", self.clock.now()))
+        taken = self.inbox.take(name, content, (size, mtime), ack)
+        self.journal("Récupération du fichier %s" % name)
+        self._delete_command_file(ftp, name, taken)
+        return _worse(outcome, self._run_taken(taken))
+
+    def _command_file(self, ftp: FtpSession, name: str):
+        """(size, mtime, content) of a new command file on the server; None if there is none.
+        The copy a refused delete left there, already run, is deleted again, not run again."""
+        facts = ftp.stat("CMD", name, with_time=False)
+        if facts is None:
+            return None
+        size = facts[0]
+        mtime = facts[1] if ftp.exact_times else ftp.mdtm("CMD", name)
+        if size > MAX_BYTES["CMD"]:
+            raise TooLarge(name, size, MAX_BYTES["CMD"])
+        last = self.inbox.last()
+        same = (last is not None and last.get("name") == name and not last.get("deleted")
+                and mtime is not None and list(last.get("remote", ())) == [size, mtime])
+        if same:
+            log.warning("%s is the command file already run (its delete failed): deleting it",
+                        name)
+            self._delete_command_file(ftp, name)
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            ftp.download("CMD", name, local, on_retry=self._retry_journal,
+                         max_bytes=MAX_BYTES["CMD"])
+            return size, mtime, local.read_bytes()
+
+    def _delete_command_file(self, ftp: FtpSession, name: str, taken: Taken | None = None
+                             ) -> None:
+        try:
+            ftp.delete("CMD", name, missing_ok=True)
+        except FtpError as e:
+            # Its commands still run; the next connection knows the file and deletes it.
+            log.warning("cannot delete %s on the server: %s", name, e)
+            self._error("Erreur de suppression du fichier %s" % name, e)
+            return
+        self.inbox.deleted(taken)
+
+    def _run_taken(self, taken: Taken) -> str:
+        """Run (or resume) a command file kept in the inbox, write its ACK, deposit the ACKs."""
+        self._confirm("CMD", taken.name)
+        now_text = row_time(self.clock.now(), bool(self.settings.ftp_euro_date_format))
+        outcome = commands.run(
+            taken.content.decode("utf-8", "replace"), now_text, _Handlers(self),
+            done=taken.acks, effects=taken.effects,
+            on_line=lambda acks, effects: self.inbox.progress(taken, acks, effects))
+        self.effects = commands.Effects.from_dict(
+            {k: v or getattr(self.effects, k) for k, v in outcome.effects.as_dict().items()})
         if outcome.effects.config_changed:
             self.restart_needed = True
             self.settings = self.store.settings
-        ack = files.ack_name(self.site, name_stamp(self.clock.now()))
-        path = self.outbox / "CMD" / ack
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, files.ack_file(outcome.acks))
+        self.inbox.finish(taken, self.outbox / "CMD" / taken.ack_name,
+                          files.ack_file(outcome.acks))
         ok = self._deposit_acks() == "done"
         return "done" if ok and not outcome.errors else "failed"
 
@@ -335,12 +437,13 @@ class Connection:
             self.journal("Pas de changement de fichiers de %s." % label)
             return "done", []
         ftp = self._ftp()
-        marks = sync.Marks(self.data_dir / "state")
+        marks = sync.Marks(self.state_dir)
         try:
-            remote = {n: sync.Remote(size, mtime) for n, size, mtime in ftp.listdir(ftp_kind)}
+            remote = {f.name: sync.Remote(f.size, f.mtime, f.precision)
+                      for f in ftp.listdir(ftp_kind)}
         except FtpError as e:
             log.warning("%s dir: %s", ftp_kind, e)
-            self.journal("Erreur de connexion FTP")
+            self._error("Erreur de connexion FTP", e)
             return "failed", []
         changed = failed = False
         uploaded = []
@@ -348,7 +451,11 @@ class Connection:
             local = path.read_bytes() if path.exists() else None
             if local is None and name not in remote:
                 continue
-            action = sync.decide(name, local, remote.get(name), marks.get(mark_kind, name))
+            mark = marks.get(mark_kind, name)
+            action = sync.decide(name, local, remote.get(name), mark)
+            if action == sync.VERIFY:
+                action = self._verify(ftp_kind, name, remote[name], mark, marks, mark_kind,
+                                      local, label, accept)
             if action == sync.NOTHING:
                 continue
             changed = True
@@ -358,41 +465,93 @@ class Connection:
                                          "Erreur de dépôt du fichier de %s %%s" % label)
                 if ok:
                     uploaded.append(name)
-            else:
+            elif action == sync.DOWNLOAD:
                 ok = self._download_synced(ftp_kind, name, remote[name], marks, mark_kind,
                                            label, accept)
+            else:                              # VERIFY gave the changed content already
+                ok = action is True
             failed = failed or not ok
         if not changed:
             self.journal("Pas de changement de fichiers de %s." % label)
         return ("failed" if failed else "done"), uploaded
 
+    def _verify(self, kind, name, listed, mark, marks, mark_kind, local, label, accept):
+        """A listing to the minute cannot tell whether the file changed since the mark: ask MDTM
+        where the mark knows the exact time, else fetch the file and compare its hash (sync.py).
+        Returns the action left to do (NOTHING, UPLOAD, DOWNLOAD), or the download's outcome
+        (True/False) when the content fetched here turned out to be new."""
+        now = self.clock.now()
+        exact = None
+        try:
+            if mark.get("mtime") is not None:
+                exact = self._ftp().mdtm(kind, name)
+        except FtpError as e:
+            log.info("%s: MDTM: %s (comparing the content instead)", name, e)
+        if exact is not None:
+            if exact != mark["mtime"]:
+                return self._download_synced(kind, name, listed, marks, mark_kind, label, accept,
+                                             exact=exact)
+            content_sha = mark.get("sha")
+        else:
+            try:
+                content = self._fetch(kind, name, listed.size)
+            except (FtpError, TooLarge) as e:
+                log.warning("%s: %s", name, e)
+                self._error("Erreur de récupération du fichier de %s %s" % (label, name), e)
+                return False
+            if sync.sha(content) != mark.get("sha"):
+                return self._apply_download(name, content, listed, marks, mark_kind, label,
+                                            accept)
+            content_sha = sync.sha(content)
+        # Unchanged: the mark learns the listing's value and when this look was.
+        marks.set_seen(mark_kind, name, listed, exact, now, content_sha)
+        if local is not None and sync.sha(local) != content_sha:
+            return sync.UPLOAD
+        return sync.NOTHING
+
+    def _fetch(self, kind: str, name: str, size: int) -> bytes:
+        limit = MAX_BYTES[kind]
+        if size > limit:
+            raise TooLarge(name, size, limit)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            self._ftp().download(kind, name, local, on_retry=self._retry_journal,
+                                 max_bytes=limit)
+            return local.read_bytes()
+
     def _upload_synced(self, kind, local_path, name, marks, mark_kind, ok_msg, err_msg) -> bool:
         ftp = self._ftp()
         try:
+            content = local_path.read_bytes()
             ftp.upload(kind, local_path, remote_name=name, tries=3, on_retry=self._retry_journal)
             st = ftp.stat(kind, name)
         except FtpError as e:
             log.warning("%s: %s", name, e)
-            self.journal(err_msg % name)
+            self._error(err_msg % name, e)
             return False
-        marks.set(mark_kind, name, sync.Remote(*st), local_path.read_bytes())
+        if st is not None:
+            marks.set(mark_kind, name, content, size=st[0], mtime=st[1],
+                      seen=self.clock.now())
         self.stats["uploaded"] += 1
-        self.stats["bytes"] += local_path.stat().st_size
+        self.stats["bytes"] += len(content)
         self.journal(ok_msg % name)
         return True
 
-    def _download_synced(self, kind, name, remote, marks, mark_kind, label, accept) -> bool:
+    def _download_synced(self, kind, name, remote, marks, mark_kind, label, accept,
+                         exact: float | None = None) -> bool:
         """Fetch a changed server file; the server wins once `accept` took it."""
-        error_msg = "Erreur de récupération du fichier de %s %s" % (label, name)
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(tmp) / name
-                self._ftp().download(kind, name, local, on_retry=self._retry_journal)
-                content = local.read_bytes()
-        except FtpError as e:
+            content = self._fetch(kind, name, remote.size)
+        except (FtpError, TooLarge) as e:
             log.warning("%s: %s", name, e)
-            self.journal(error_msg)
+            self._error("Erreur de récupération du fichier de %s %s" % (label, name), e)
             return False
+        return self._apply_download(name, content, remote, marks, mark_kind, label, accept,
+                                    exact)
+
+    def _apply_download(self, name, content, remote, marks, mark_kind, label, accept,
+                        exact: float | None = None) -> bool:
+        error_msg = "Erreur de récupération du fichier de %s %s" % (label, name)
         try:
             accept(name, content)
         except Exception as e:
@@ -400,39 +559,68 @@ class Connection:
             self.journal(error_msg)
             self.journal("Fichier %s refusé : %s" % (name, e))
             return False
-        marks.set(mark_kind, name, remote, content)
+        if remote.precision <= 1:
+            exact = remote.mtime
+        marks.set(mark_kind, name, content, size=remote.size, mtime=exact, listed=remote,
+                  seen=self.clock.now())
         self.journal("Récupération du fichier de %s %s" % (label, name))
         self.restart_needed = True
         return True
 
     def logs(self) -> str:
         self.journal("Gestion des fichiers de logs ...")
-        data, offset = self.journal.unsent()
+        self._seal_journal()
         outcome = "done"
-        if data:
-            name = files.log_name(self.site, name_stamp(self.clock.now()))
-            path = self.outbox / "LOG" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, gzip.compress(data, mtime=0))
-            # Entries written from here on go in the next connection's log.
-            self.journal.mark_sent(offset)
-            for p in self._files("LOG"):
-                if p.name.endswith("_debug.log.gz"):  # left by a previous connection
-                    ok = self._deposit("LOG", p, "Dépôt du fichier de debug %s",
-                                       "Erreur de dépôt du fichier de debug %s")
-                else:
-                    ok = self._deposit("LOG", p, "Dépôt du fichier journal de bord %s",
-                                       "Erreur de dépôt du fichier journal de bord %s")
-                if not ok:
-                    outcome = "failed"
+        for p in self._files("LOG"):
+            if p.name.endswith("_debug.log.gz"):  # left by a previous connection
+                ok = self._deposit("LOG", p, "Dépôt du fichier de debug %s",
+                                   "Erreur de dépôt du fichier de debug %s")
+            else:
+                ok = self._deposit("LOG", p, "Dépôt du fichier journal de bord %s",
+                                   "Erreur de dépôt du fichier journal de bord %s")
+            if not ok:
+                outcome = "failed"
         if self.effects.debug_log:
-            name = files.debug_log_name(self.site, name_stamp(self.clock.now()))
+            name = files.debug_log_name(self.site, self.stamps.take("debug", self.clock.now()))
             path = self.outbox / "LOG" / name
             write_atomic(path, gzip.compress(_debug_snapshot(self.data_dir), mtime=0))
             if not self._deposit("LOG", path, "Dépôt du fichier de debug %s",
                                  "Erreur de dépôt du fichier de debug %s"):
                 outcome = "failed"
         return outcome
+
+    def _seal_journal(self) -> None:
+        """The rows written since the last upload into a LOG file of the outbox, once.
+
+        ``state/log_pending.json`` names the file and the journal offset it covers before the
+        file is written; the journal's upload mark then records that name. Killed anywhere, the
+        next connection knows whether the rows are in a file (mark them) or not (write them):
+        never in two files, never in none."""
+        pending = self.state_dir / "log_pending.json"
+        self._finish_log_pending(pending)
+        data, offset = self.journal.unsent()
+        if not data:
+            return
+        name = files.log_name(self.site, self.stamps.take("log", self.clock.now()))
+        path = self.outbox / "LOG" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(pending, json.dumps({"name": name, "offset": offset}).encode())
+        write_atomic(path, gzip.compress(data, mtime=0))
+        # Entries written from here on go in the next connection's log.
+        self.journal.mark_sent(offset, note=name)
+        pending.unlink()
+
+    def _finish_log_pending(self, pending: Path) -> None:
+        try:
+            left = json.loads(pending.read_text())
+        except FileNotFoundError:
+            return
+        except ValueError:
+            left = {}
+        name = left.get("name")
+        if name and self.journal.mark_note() != name and (self.outbox / "LOG" / name).exists():
+            self.journal.mark_sent(int(left["offset"]), note=name)
+        pending.unlink()
 
     def firmware(self) -> str:
         name, checksum = self.settings.bin_file_name, self.settings.bin_checksum
@@ -445,10 +633,11 @@ class Connection:
         dest = self.data_dir / "firmware" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._ftp().download("BIN", name, dest, on_retry=self._retry_journal)
+            self._ftp().download("BIN", name, dest, on_retry=self._retry_journal,
+                                 max_bytes=MAX_BYTES["BIN"])
         except FtpError as e:
             log.warning("firmware %s: %s", name, e)
-            self.journal("Erreur de récupération du fichier %s" % name)
+            self._error("Erreur de récupération du fichier %s" % name, e)
             return "failed"
         digest = _sha256_file(dest)
         if digest != checksum.lower():
@@ -492,7 +681,10 @@ class _Handlers:
         self.conn.store.update(changes, by="command")
 
     def params(self) -> None:
-        self.conn.bus_call("acquisition", "params")
+        try:
+            self.conn.call_peer("acquisition", "params")
+        except PeerUnavailable as e:
+            raise RuntimeError("the acquisition service does not answer") from e
 
 
 def _sha256_file(path: Path) -> str:
@@ -511,3 +703,7 @@ def _debug_snapshot(data_dir: Path) -> bytes:
             out.append("==> %s <==\n" % p.name)
             out.append(p.read_text(encoding="utf-8", errors="replace"))
     return "".join(out).encode("utf-8")
+
+
+def _worse(a: str, b: str) -> str:
+    return "failed" if "failed" in (a, b) else "done"

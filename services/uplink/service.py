@@ -20,10 +20,12 @@ from bus.client import CommandClient
 from bus.errors import CommandRefused
 from bus.tasklock import TaskBusy, TaskLock
 from services.runtime import Service, Worker
+from ticgw import files
 from ticgw import journal as journal_rows
 from ticgw.files import write_atomic
 
 from . import ntp, schedule
+from .inbox import CommandInbox
 from .phases import Connection
 
 log = logging.getLogger("uplink")
@@ -82,6 +84,7 @@ class UplinkService(Service):
         self._version_sent = False
         self._config_checked: float | None = None
         self.tail: collections.deque = collections.deque(maxlen=TAIL)
+        self.inbox = CommandInbox(self.data_dir / "state")
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -106,22 +109,30 @@ class UplinkService(Service):
         self._schedule_next()
 
     def _read_state(self, job):
-        """In the disk worker: the journal's tail and the last configuration check."""
+        """In the disk worker: the journal's tail, the last configuration check, what a
+        command file asked for that a crash kept from being done; and the temp files a crash
+        left in the uplink's part of the outbox are removed."""
         try:
             checked = float((self.data_dir / "state" / "config_checked").read_text())
         except (FileNotFoundError, ValueError):
             checked = None
-        return self.journal_file.tail(TAIL), checked
+        for stale in remove_stale_temp_files(self.data_dir):
+            log.warning("removed %s, left by an interrupted write", stale)
+        return self.journal_file.tail(TAIL), checked, self.inbox.load_effects()
 
     def _state_read(self, outcome) -> None:
         if isinstance(outcome, BaseException):
             log.error("state not read: %s", outcome)
             return
-        rows, self._config_checked = outcome
+        rows, self._config_checked, effects = outcome
         seen = list(self.tail)
         self.tail.clear()
         self.tail.extend(rows)
         self.tail.extend(r for r in seen if r not in rows)
+        if effects:
+            log.warning("a command file's requests were not carried out before a stop: %s",
+                        ", ".join(k for k, v in effects.as_dict().items() if v))
+            self._effects_due(effects, restart=effects.config_changed)
 
     def status(self) -> dict:
         return {"connection": self.conn_model.state,
@@ -313,11 +324,23 @@ class UplinkService(Service):
 
     def _after(self, conn: Connection) -> None:
         """What the connection asked for once it is over."""
-        effects = conn.effects
+        if conn.effects or conn.restart_needed:
+            self._effects_due(conn.effects, conn.restart_needed)
+        elif self.pending_reason:
+            self.loop.call_later(1.0, self._start_pending)
+
+    def _effects_due(self, effects, restart: bool) -> None:
+        """Forget a command file's requests on disk, then carry them out: a stop in between
+        loses a request (a REBOOT is not repeated for ever), never doubles one."""
+        self.disk.submit(lambda job: self.inbox.effects_applied(),
+                         on_done=lambda _: self._carry_out(effects, restart),
+                         name="effects")
+
+    def _carry_out(self, effects, restart: bool) -> None:
         if effects.detect:
             self.call("acquisition", "detect")
-        if conn.restart_needed or effects.reboot:
-            self.restart_gateway("new configuration" if conn.restart_needed else "REBOOT")
+        if restart or effects.reboot:
+            self.restart_gateway("new configuration" if restart else "REBOOT")
             return
         if effects.connect_again or self.pending_reason:
             if effects.connect_again:
@@ -349,6 +372,24 @@ class UplinkService(Service):
 
 
 _local = threading.local()
+
+#: Where the uplink writes (the acquisition cleans its own kinds, DATA, ALARM and PARAM).
+OWN_DIRS = ("outbox/CMD", "outbox/LOG", "firmware", "state/commands")
+
+
+def remove_stale_temp_files(data_dir) -> list:
+    """Temp files (``files.is_temp_name``) a crash left where the uplink writes. Called at
+    start, before any connection: none of them can be in use."""
+    removed = []
+    for sub in OWN_DIRS:
+        d = data_dir / sub
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if p.is_file() and files.is_temp_name(p.name):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def _close_client(job) -> None:
