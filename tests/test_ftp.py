@@ -411,7 +411,9 @@ def test_stats_count_commands_and_bytes(server, payload, tmp_path):
         assert after_upload["data_bytes_sent"] == 50_000
         ftp.download("DATA", payload.name, tmp_path / "back.bin")
     stats = ftp.stats
+    wait_for_quit(server)
     assert stats["commands"] == len(server.commands)   # QUIT included
+    assert stats["unanswered"] == 1                    # QUIT: its reply is not waited for
     assert stats["data_bytes_received"] == 50_000
     assert stats["uploads"] == 1 and stats["downloads"] == 1 and stats["connects"] == 1
     assert stats["bytes_sent"] == stats["data_bytes_sent"] + stats["ctrl_bytes_sent"]
@@ -427,6 +429,14 @@ def test_a_second_upload_costs_five_commands(server, payload):
         ftp.upload("DATA", payload, remote_name="two")
         # PASV, STOR, SIZE of the .tmp, RNFR, RNTO (TYPE I is sent once per session)
         assert ftp.stats["commands"] - before == 5
+
+
+def wait_for_quit(srv: FtpTestServer, within: float = 5.0) -> None:
+    """The client does not wait for QUIT's reply: wait until the server has read it."""
+    deadline = time.monotonic() + within
+    while "QUIT" not in srv.commands:
+        assert time.monotonic() < deadline, srv.commands
+        time.sleep(0.01)
 
 
 def _after_login(srv: FtpTestServer) -> list[str]:
@@ -464,6 +474,7 @@ def test_a_steady_connection_costs_few_commands(server, tmp_path):
         per_upload = ftp.stats["commands"]
         ftp.upload("DATA", files["DATA"], remote_name="again.csv.gz")
         per_upload = ftp.stats["commands"] - per_upload
+    wait_for_quit(server)
     verbs = [c.split(" ", 1)[0] for c in _after_login(server)]
     assert per_upload <= 6
     # USER, PASS, FEAT, TYPE I; 4 uploads x 5; MLST of the command file then of /CMD (not found:

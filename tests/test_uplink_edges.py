@@ -303,3 +303,20 @@ def test_plain_ftp_against_a_tls_only_server_says_why(tmp_path, ntp_server):
         assert conn.alarms() == "done"
         conn.close()
 
+
+
+def test_directories_seen_once_are_not_looked_at_again(gw):
+    """No command file is the usual case: the first session checks that /CMD exists, later
+    ones remember it (a round trip saved per connection); an error still checks."""
+    for _ in range(2):
+        gw.ftp.commands.clear()
+        conn = gw.connection()
+        assert conn.commands() == "done"
+        conn.close()
+    assert "MLST /CMD" not in gw.ftp.commands
+    assert "MLST /CMD/%s_CMD.csv" % SITE in gw.ftp.commands
+    gw.store.update({"FTP_DirCmd": "/ELSEWHERE"})         # a directory never seen
+    conn = gw.connection(settings=gw.store.settings)
+    assert conn.commands() == "failed"
+    assert gw.messages()[-1] == ("Répertoire /ELSEWHERE absent du serveur FTP (paramètre "
+                                 "FTP_DirCmd)")

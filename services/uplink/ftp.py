@@ -372,6 +372,7 @@ class FtpSession:
         # Kinds whose directory is known to exist on the server: checked, or used successfully
         # in this session. A "not found" in one of them is then about the file, not the dir.
         self._known_dirs: set[str] = set()
+        self._remembered: set[str] = set()   # kinds whose directory an earlier session saw
         self._features: set[str] | None = None  # FEAT, read at the first login
         self._has_mlst: bool | None = None   # None: not known yet
         self._has_size: bool | None = None
@@ -379,6 +380,7 @@ class FtpSession:
         self._home: str | None = None        # PWD after login, asked only when needed
         self._stats = {
             "connects": 0, "commands": 0, "data_connections": 0, "tls_handshakes": 0,
+            "unanswered": 0,
             "ctrl_bytes_sent": 0, "ctrl_bytes_received": 0,
             "data_bytes_sent": 0, "data_bytes_received": 0,
             "uploads": 0, "downloads": 0, "failed_tries": 0,
@@ -399,8 +401,8 @@ class FtpSession:
         s["bytes_received"] = s["ctrl_bytes_received"] + s["data_bytes_received"]
         # What a slow link pays: a command is a round trip, so is opening a data connection
         # (TCP) and each TLS handshake (at least one more; TLS 1.3 resumption takes one).
-        s["round_trips"] = s["commands"] + s["connects"] + s["data_connections"] \
-            + s["tls_handshakes"]
+        s["round_trips"] = s["commands"] - s["unanswered"] + s["connects"] \
+            + s["data_connections"] + s["tls_handshakes"]
         return s
 
     @property
@@ -490,14 +492,29 @@ class FtpSession:
         """The server's FEAT answer (upper-case first words); empty before the first login."""
         return set(self._features or ())
 
+    def remember(self, known_paths) -> None:
+        """Directories an earlier session found on this server (:attr:`known_paths`): a file
+        missing there is taken for a missing file without looking at the directory, a round
+        trip saved per connection (the usual "no command file"). Errors still check."""
+        known = set(known_paths)
+        self._remembered = {k for k in KINDS if self.settings.dir(k) in known}
+
+    @property
+    def known_paths(self) -> set[str]:
+        """Directories known to exist on the server, for the next session (``known_paths``)."""
+        kinds = self._known_dirs | self._remembered
+        return {self.settings.dir(k) for k in kinds}
+
     def close(self) -> None:
-        """Say QUIT (briefly) and close. Safe to call twice."""
+        """Say QUIT and close, without waiting for the goodbye (a round trip on a slow link
+        for nothing: everything is done). Safe to call twice."""
         ftp = self._ftp
         if ftp is not None and not self._dead:
             try:
                 if ftp.sock is not None:
                     ftp.sock.settimeout(min(self.settings.timeout, 5.0))
-                ftp.quit()
+                ftp.putcmd("QUIT")
+                self._stats["unanswered"] += 1
             except (ftplib.all_errors + (ssl.SSLError,)):
                 pass
         self._drop()
@@ -703,7 +720,7 @@ class FtpSession:
 
         def stat_():
             facts = self._file_facts(path, with_time)
-            if facts is None:
+            if facts is None and kind not in self._remembered:
                 self._require_dir(kind)  # "no such file" may mean "no such directory"
             return facts
 

@@ -96,6 +96,7 @@ class Connection:
         if self.ftp is None:
             try:
                 session = self.ftp_factory(self.settings)
+                session.remember(self._known_dirs().get(self._server_key(), ()))
                 session.connect()
             except FtpConnectError as e:
                 log.warning("FTP connection failed: %s", e)
@@ -125,8 +126,30 @@ class Connection:
             self.unavailable.add(service)
             raise PeerUnavailable(service, "ne répond pas en %.0f s" % timeout) from e
 
+    def _server_key(self) -> str:
+        s = self.settings
+        return "%s@%s:%s" % (s.ftp_login, s.ftp_server, s.ftp_port)
+
+    def _known_dirs(self) -> dict:
+        """``state/ftp_dirs.json``: the directories seen on each server, for the next session."""
+        try:
+            data = json.loads((self.state_dir / "ftp_dirs.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_known_dirs(self, paths: set[str]) -> None:
+        known = self._known_dirs()
+        if set(known.get(self._server_key(), ())) != paths:
+            known[self._server_key()] = sorted(paths)
+            write_atomic(self.state_dir / "ftp_dirs.json", json.dumps(known).encode())
+
     def close(self) -> None:
         if self.ftp is not None:
+            try:
+                self._save_known_dirs(self.ftp.known_paths)
+            except OSError as e:
+                log.warning("FTP directories not remembered: %s", e)
             ftp_stats = self.ftp.stats
             self.stats["ftp_commands"] += ftp_stats.get("commands", 0)
             self.stats["round_trips"] += ftp_stats.get("round_trips", 0)
