@@ -16,12 +16,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
+# System packages the tests need (root installs them; see the script).
+$(VENV)/.system: tests/setup/system.sh | $(BIN)/python
+	bash tests/setup/system.sh && touch $@
+
 # Two workers, a test file each at a time: most tests wait on real time (ptys, timers), so two
 # run side by side in about the time of one; a file's tests share its fixtures.
-test: $(STAMP)
+test: $(STAMP) $(VENV)/.system
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-bench: $(STAMP)
+bench: $(STAMP) $(VENV)/.system
 	$(BIN)/python -m bench
 
 demo: $(STAMP)

@@ -583,3 +583,45 @@ def test_tls_trust_cn_only_certificate_ca_file_and_pinning(payload, tmp_path):
         with pytest.raises(FtpTlsError) as info:
             session(srv, tls_cafile=str(tmp_path / "missing.pem")).connect()
         assert info.value.why == "cafile" and "missing.pem" in str(info.value)
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize("without", [(), ("MLST", "MLSD")], ids=["mlst", "size+mdtm"])
+def test_pipelined_commands_cost_one_round_trip(payload, tmp_path, pipelining, without):
+    """FEAT with TYPE, SIZE with RNFR, the stats of several files: one round trip each when
+    pipelined; the same answers one at a time (FTP_Pipelining=0)."""
+    with FtpTestServer(without=without) as srv:
+        srv.path("/CONFIG/a.ini").write_bytes(b"a" * 10)
+        srv.path("/CONFIG/b.ini").write_bytes(b"b" * 20)
+        mtime = int(srv.path("/CONFIG/b.ini").stat().st_mtime)
+        with session(srv, pipelining=pipelining) as ftp:
+            ftp.upload("DATA", payload)
+            assert ftp.can_stat_many == pipelining
+            found = ftp.stat_many("CONFIG", ["a.ini", "b.ini", "c.ini"])
+            stats = ftp.stats
+        assert found["b.ini"] == RemoteFile("b.ini", 20, mtime, 1)
+        assert found["a.ini"].size == 10 and found["c.ini"] is None
+        assert srv.path("/DATA/" + payload.name).read_bytes() == payload.read_bytes()
+        wait_for_quit(srv)
+        verbs = [c.split(" ", 1)[0] for c in srv.commands]
+        assert verbs[2:4] == ["FEAT", "TYPE"]
+        assert verbs[verbs.index("SIZE"):verbs.index("SIZE") + 3] == ["SIZE", "RNFR", "RNTO"]
+        if pipelining:
+            per_file = 1 if without == () else 2
+            # FEAT+TYPE, SIZE+RNFR, the three stats: 1 + 1 + (3 x per_file - 1) saved
+            assert stats["pipelined"] == 1 + 1 + 3 * per_file - 1
+        else:
+            assert stats["pipelined"] == 0
+        assert stats["round_trips"] == (stats["commands"] - stats["unanswered"]
+                                        - stats["pipelined"] + 1 + stats["data_connections"])
+
+
+def test_a_different_file_under_the_name_is_never_replaced(server, payload):
+    """A server that refuses to rename over a file: the file there is removed only when it is
+    the same upload (an earlier try whose end was not seen), never when it is another file."""
+    server.path("/DATA/" + payload.name).write_bytes(b"someone else's file")
+    server.fail_next_command("RNTO", "553 File exists.", n=10)
+    with session(server) as ftp:
+        with pytest.raises(FtpTransferError):
+            ftp.upload("DATA", payload, tries=1)
+    assert server.path("/DATA/" + payload.name).read_bytes() == b"someone else's file"

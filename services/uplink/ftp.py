@@ -110,6 +110,7 @@ class FtpSettings:
     tls_cafile: str | None = None  # extra trust anchors (a CA, or the server's own certificate)
     tls_fingerprint: str = ""      # SHA-256 of the one certificate to accept (pinning), hex
     tls_verify: bool = True        # False accepts any certificate (encryption without identity)
+    pipelining: bool = True        # send side-effect-free commands back to back (see _pipeline)
 
     @classmethod
     def from_settings(cls, settings) -> "FtpSettings":
@@ -123,6 +124,7 @@ class FtpSettings:
             tls_cafile=settings.ftp_tls_ca_file or None,
             tls_fingerprint=settings.ftp_tls_fingerprint or "",
             passive=bool(settings.ftp_passive),
+            pipelining=bool(settings.ftp_pipelining),
             timeout=float(settings.ftp_timeout),
             dirs={
                 "CONFIG": settings.ftp_dir_config,
@@ -380,7 +382,7 @@ class FtpSession:
         self._home: str | None = None        # PWD after login, asked only when needed
         self._stats = {
             "connects": 0, "commands": 0, "data_connections": 0, "tls_handshakes": 0,
-            "unanswered": 0,
+            "unanswered": 0, "pipelined": 0,
             "ctrl_bytes_sent": 0, "ctrl_bytes_received": 0,
             "data_bytes_sent": 0, "data_bytes_received": 0,
             "uploads": 0, "downloads": 0, "failed_tries": 0,
@@ -401,7 +403,7 @@ class FtpSession:
         s["bytes_received"] = s["ctrl_bytes_received"] + s["data_bytes_received"]
         # What a slow link pays: a command is a round trip, so is opening a data connection
         # (TCP) and each TLS handshake (at least one more; TLS 1.3 resumption takes one).
-        s["round_trips"] = s["commands"] - s["unanswered"] + s["connects"] \
+        s["round_trips"] = s["commands"] - s["unanswered"] - s["pipelined"] + s["connects"] \
             + s["data_connections"] + s["tls_handshakes"]
         return s
 
@@ -437,14 +439,20 @@ class FtpSession:
                 ftp.prot_p()
             ftp.set_pasv(st.passive)
             if self._features is None:
-                self._read_features(ftp)
+                self._ftp = ftp
+                feat, type_i = self._pipeline(["FEAT", "TYPE I"])
+                self._read_features(feat)
+                if not isinstance(type_i, BaseException):
+                    ftp._type = "I"
         except FtpError:
             if ftp is not None:
                 ftp.close()
+            self._ftp = None
             raise
         except (ftplib.all_errors + (ssl.SSLError,)) as err:
             if ftp is not None:
                 ftp.close()
+            self._ftp = None
             raise FtpConnectError(f"FTP connection to {where} failed: {_describe(err)}",
                                   reply=_reply_of(err)) from err
         self._ftp, self._dead = ftp, False
@@ -470,11 +478,12 @@ class FtpSession:
                 f"TLS to {st.host}:{st.port}: certificate fingerprint {_colons(got)} is not "
                 f"FTP_TlsFingerprint", why="fingerprint", fingerprint=_colons(got))
 
-    def _read_features(self, ftp: ftplib.FTP) -> None:
-        """FEAT, once per session: which of MLST, SIZE and MDTM the server has (RFC 2389)."""
-        try:
-            resp = ftp.sendcmd("FEAT")
-        except ftplib.error_perm:
+    def _read_features(self, resp) -> None:
+        """FEAT's reply, once per session: which of MLST, SIZE and MDTM the server has (RFC
+        2389). ``resp`` is the reply, or the error a server without FEAT answered."""
+        if isinstance(resp, BaseException):
+            if not isinstance(resp, ftplib.Error):
+                raise resp
             self._features = set()     # no FEAT: each is found out by trying
             return
         feats = set()
@@ -649,9 +658,12 @@ class FtpSession:
         # No MLSD: one LIST of the directory itself (no CWD), parsed by ftputil's parsers.
         try:
             entries = self._list(path)
-        except ftplib.error_perm:
+        except (ftplib.error_perm, ftplib.error_temp):   # proftpd: 450 for a missing dir
             self._require_dir(kind)
             raise
+        if not entries and kind not in self._remembered:
+            # vsftpd lists a missing directory as empty, with success: look once
+            self._require_dir(kind)
         for name, st in entries:
             if _is_regular(st.st_mode):
                 files.append(RemoteFile(name, int(st.st_size), st.st_mtime,
@@ -816,19 +828,71 @@ class FtpSession:
             self._last_missing_reply = _reply_of(err)
             return None
         self._has_mlst = True
-        # RFC 3659: "250-..." then " fact=value;...; /path" then "250 End". Be lenient about
-        # the leading space; a reply without a type fact is "unknown" and callers fall back.
-        for line in resp.splitlines():
-            text = line.strip()
-            if _STATUS_LINE.match(text) or "=" not in text:
-                continue
-            facts = {}
-            for fact in text.split(" ", 1)[0].split(";"):
-                key, sep, value = fact.partition("=")
-                if sep:
-                    facts[key.strip().lower()] = value
-            return facts
-        return {}
+        return _mlst_facts(resp)
+
+    def _pipeline(self, lines: list[str]) -> list:
+        """Send ``lines`` back to back, then read their replies in order: one round trip for
+        all, where none changes what another does (FEAT and TYPE; SIZE and RNFR; MLST, SIZE or
+        MDTM of several files). Each item is the reply text or the ftplib.Error it was; another
+        error (the link) is raised. With ``pipelining`` off (FTP_Pipelining=0, for a server or
+        a router that mishandles it), one command at a time."""
+        ftp = self._ftp
+        out: list = []
+        if not self.settings.pipelining or len(lines) == 1:
+            for line in lines:
+                try:
+                    out.append(ftp.sendcmd(line))
+                except ftplib.Error as err:
+                    out.append(err)
+            return out
+        for line in lines:
+            ftp.putcmd(line)
+        self._stats["pipelined"] += len(lines) - 1
+        for _ in lines:
+            try:
+                out.append(ftp.getresp())
+            except ftplib.Error as err:
+                out.append(err)
+        return out
+
+    @property
+    def can_stat_many(self) -> bool:
+        """True when :meth:`stat_many` costs one round trip: pipelining, and MLST or
+        SIZE with MDTM. Else a listing of the directory is cheaper."""
+        return bool(self.settings.pipelining) and bool(
+            self._has_mlst or (self._has_size is not False and self._has_mdtm))
+
+    def stat_many(self, kind: str, names: list[str]) -> dict[str, RemoteFile | None] | None:
+        """Size and exact time of several files of ``kind``'s directory in one round trip
+        (pipelined MLST, or SIZE and MDTM); None for a file that is not there. None for all
+        when the server turned out not to have those commands (list the directory instead).
+        FtpDirectoryMissing if none is there because the directory is missing."""
+        directory = self.settings.dir(kind)
+        paths = [_join(directory, n) for n in names]
+
+        def stat_all():
+            self._ensure()
+            if self._has_mlst:
+                replies = self._pipeline(["MLST " + p for p in paths])
+                found = {n: _mlst_file(n, r) for n, r in zip(names, replies)}
+            else:
+                self._ftp.voidcmd("TYPE I")        # SIZE in binary mode (cached)
+                replies = self._pipeline([c + p for p in paths for c in ("SIZE ", "MDTM ")])
+                found = {n: _size_mdtm_file(n, replies[2 * i], replies[2 * i + 1])
+                         for i, n in enumerate(names)}
+            if any(isinstance(r, ftplib.Error) and _code(r) in _UNSUPPORTED for r in replies):
+                if self._has_mlst:
+                    self._has_mlst = False
+                else:
+                    self._has_mdtm = False
+                return None                          # the caller lists the directory instead
+            if names and not any(found.values()) and kind not in self._remembered:
+                self._require_dir(kind)
+            elif any(found.values()):
+                self._known_dirs.add(kind)
+            return found
+
+        return self._op(f"stat {directory}", stat_all)
 
     def _remote_size(self, path: str) -> int | None:
         """Size the server reports for ``path`` (SIZE, else MLST/LIST); None if missing."""
@@ -894,20 +958,45 @@ class FtpSession:
         # 2. The server's size of the .tmp must be what we sent: a "226" alone does not prove
         #    the file arrived whole (a lossy link, a careless server). This is the one size
         #    check of the upload: the rename below does not change the size.
-        got = self._remote_size(tmp)
+        #    SIZE goes with RNFR in one round trip (RNFR alone changes nothing: a DELE after
+        #    it, on a mismatch, makes the server forget it).
+        got, renaming = self._size_then_rnfr(tmp)
         if got != size:
             self._delete_quiet(tmp)
             raise _SizeMismatch(f"{tmp}: server has {got} bytes, sent {size}")
         # 3. Only a complete file gets the real name.
         try:
-            self._rename(tmp, remote)
+            if renaming:
+                self._ftp.voidcmd("RNTO " + remote)
+            else:
+                self._rename(tmp, remote)
         except ftplib.error_perm:
-            # Some servers refuse to rename over an existing file (left by an earlier try
-            # whose end we did not see): remove that one and rename once more.
-            if self._remote_size(remote) is None:
+            # Some servers refuse to rename over an existing file: one left by an earlier try
+            # whose end we did not see, the same file (the same size). Remove it and rename
+            # once more; a different file under that name is never replaced.
+            there = self._remote_size(remote)
+            if there != size:
                 raise
             self._delete_quiet(remote)
             self._rename(tmp, remote)
+
+    def _size_then_rnfr(self, tmp: str) -> tuple[int | None, bool]:
+        """The server's size of ``tmp``, and whether an RNFR of it is pending (pipelined)."""
+        if self._has_size is False:
+            return self._remote_size(tmp), False
+        size_reply, rnfr_reply = self._pipeline(["SIZE " + tmp, "RNFR " + tmp])
+        if isinstance(size_reply, ftplib.Error):
+            if _code(size_reply) in _UNSUPPORTED:
+                self._has_size = False
+                return self._remote_size(tmp), False   # RNFR forgotten: renamed afresh
+            return None, False
+        self._has_size = True
+        try:
+            got = int(size_reply[3:].strip())
+        except ValueError:
+            got = None
+        pending = isinstance(rnfr_reply, str) and rnfr_reply.startswith("3")
+        return got, pending
 
     def _stor_tmp(self, kind: str, local_path: Path, tmp: str, size: int) -> None:
         """STOR ``tmp``; if the server refuses it, find out why (at most once per try)."""
@@ -1199,3 +1288,41 @@ def presented_fingerprint(host: str, port: int, timeout: float) -> str | None:
         return None
     finally:
         probe.close()
+
+
+def _mlst_facts(resp: str) -> dict[str, str]:
+    """The facts of an MLST reply (lower-case keys). RFC 3659: "250-..." then
+    " fact=value;...; /path" then "250 End". Lenient about the leading space; a reply without
+    a type fact is "unknown" and callers fall back."""
+    for line in resp.splitlines():
+        text = line.strip()
+        if _STATUS_LINE.match(text) or "=" not in text:
+            continue
+        facts = {}
+        for fact in text.split(" ", 1)[0].split(";"):
+            key, sep, value = fact.partition("=")
+            if sep:
+                facts[key.strip().lower()] = value
+        return facts
+    return {}
+
+
+def _mlst_file(name: str, reply) -> RemoteFile | None:
+    if isinstance(reply, ftplib.Error):
+        return None
+    facts = _mlst_facts(reply)
+    if facts.get("type", "file").lower() != "file" or "size" not in facts:
+        return None
+    return RemoteFile(name, int(facts["size"]), _parse_mlst_time(facts.get("modify")))
+
+
+def _size_mdtm_file(name: str, size_reply, mdtm_reply) -> RemoteFile | None:
+    if isinstance(size_reply, ftplib.Error):
+        return None
+    try:
+        size = int(size_reply[3:].strip())
+    except ValueError:
+        return None
+    mtime = None if isinstance(mdtm_reply, ftplib.Error) else _parse_mlst_time(
+        mdtm_reply[4:].strip())
+    return RemoteFile(name, size, mtime, 1)

@@ -462,8 +462,7 @@ class Connection:
         ftp = self._ftp()
         marks = sync.Marks(self.state_dir)
         try:
-            remote = {f.name: sync.Remote(f.size, f.mtime, f.precision)
-                      for f in ftp.listdir(ftp_kind)}
+            remote = self._remote_files(ftp, ftp_kind, [name for name, _ in files])
         except FtpError as e:
             log.warning("%s dir: %s", ftp_kind, e)
             self._error("Erreur de connexion FTP", e)
@@ -497,6 +496,15 @@ class Connection:
         if not changed:
             self.journal("Pas de changement de fichiers de %s." % label)
         return ("failed" if failed else "done"), uploaded
+
+    @staticmethod
+    def _remote_files(ftp: FtpSession, kind: str, names: list[str]) -> dict:
+        """What the server has of ``names``: in one round trip when it can (pipelined MLST,
+        or SIZE and MDTM, exact times), else from a listing of the directory."""
+        found = ftp.stat_many(kind, names) if ftp.can_stat_many and names else None
+        if found is None:
+            found = {f.name: f for f in ftp.listdir(kind)}
+        return {n: sync.Remote(f.size, f.mtime, f.precision) for n, f in found.items() if f}
 
     def _verify(self, kind, name, listed, mark, marks, mark_kind, local, label, accept):
         """A listing to the minute cannot tell whether the file changed since the mark: ask MDTM

@@ -109,6 +109,10 @@ DECLARED: tuple[Key, ...] = (
        "integrator's own CA, or the server's self-signed certificate itself)", "FTP server"),
     _k("FTP_Passive", _C, t.Bool(), 1, "1: passive mode FTP transfers (0: active mode)",
        "FTP server"),
+    _k("FTP_Pipelining", _C, t.Bool(), 1,
+       "1: send FTP commands that do not depend on each other back to back, one round trip "
+       "for several (0: one at a time, for a server or a router that mishandles it)",
+       "FTP server"),
     _k("FTP_Timeout", _C, t.Int(5, 600, "s"), 30,
        "Seconds without an answer from the FTP server before a transfer is counted as failed",
        "FTP server"),
