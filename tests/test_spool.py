@@ -123,7 +123,7 @@ def test_budget_drops_oldest_data(tmp_path):
     sp = make(tmp_path)
     for k in range(4):
         for i in range(50):
-            sp.append_record(1, "1", "D.ini", T0 + i, [os.urandom(40).hex()])
+            sp.append_record(1, "1", "D.ini", T0 + 50 * k + i, [os.urandom(40).hex()])
         sp.seal()
     files = sp.files("DATA")
     assert len(files) == 4
@@ -131,3 +131,158 @@ def test_budget_drops_oldest_data(tmp_path):
     dropped = sp.enforce_budget(budget)
     assert dropped == [files[0].name]
     assert sp.files("DATA") == files[1:]
+
+
+# --- issue 8: no row twice for one meter and time, no name twice ---------------------------------
+
+def rows_of(sp, extra=()):
+    """(input, time, last column) of every sealed data row, file by file, in file order (the
+    outbox's, and ``extra`` files)."""
+    out = []
+    for p in sorted(list(sp.files("DATA")) + [p for p in extra if "_TIC_" in p.name]):
+        inp = None
+        for line in lines(p):
+            if line.startswith("SNTIC;"):
+                inp = int(line.split(";")[2])
+            elif not line.startswith("TypeTIC;"):
+                out.append((inp, line.split(";")[0], line.split(";")[-1]))
+    return out
+
+
+def upload(root, server):
+    """What the uplink does: the outbox's data and alarm files leave for the server."""
+    server.mkdir(exist_ok=True)
+    for kind in ("DATA", "ALARM"):
+        for p in (root / "outbox" / kind).iterdir():
+            assert not (server / p.name).exists(), "%s delivered twice" % p.name
+            os.replace(p, server / p.name)
+    return sorted(server.iterdir())
+
+
+def test_rows_are_in_time_order_within_a_section_and_a_time_is_sealed_once(tmp_path, caplog):
+    sp = make(tmp_path)
+    for t, v in [(T0 + 600, "b"), (T0, "a"), (T0 + 600, "b again"), (T0 + 1200, "c")]:
+        sp.append_record(1, "1", "D.ini", t, [v])
+    sp.append_record(2, "2", "D.ini", T0 + 600, ["other meter"])
+    sp.seal()
+    assert rows_of(sp) == [(1, row_time(T0), "a"), (1, row_time(T0 + 600), "b"),
+                           (1, row_time(T0 + 1200), "c"), (2, row_time(T0 + 600), "other meter")]
+    assert "TIC1: 1 record(s) dropped at seal" in caplog.text
+
+
+def test_a_time_already_sealed_is_never_sealed_again(tmp_path):
+    sp = make(tmp_path)
+    sp.append_record(1, "1", "D.ini", T0 + 1200, ["first"])
+    sp.append_record(2, "2", "D.ini", T0, ["meter 2"])
+    sp.seal()
+    # a clock stepped back: rows at or before the last one sealed for input 1 go nowhere
+    sp.append_record(1, "1", "D.ini", T0 + 600, ["earlier"])
+    sp.append_record(1, "1", "D.ini", T0 + 1200, ["same time"])
+    sp.append_record(1, "1", "D.ini", T0 + 1800, ["later"])
+    sp.append_record(2, "2", "D.ini", T0 + 600, ["meter 2 later"])
+    sp.seal()
+    assert [r[2] for r in rows_of(sp)] == ["first", "meter 2", "later", "meter 2 later"]
+    # the marks survive a restart
+    sp2 = make(tmp_path)
+    sp2.append_record(1, "1", "D.ini", T0 + 1800, ["again"])
+    assert [p for p in sp2.seal() if p.parent.name == "DATA"] == []
+    assert sp2.last_sampled() == T0 + 1800
+
+
+def test_two_seals_within_a_second_and_after_a_backward_step_have_new_names(tmp_path):
+    times = iter([T0, T0, T0 + 0.5, T0 - 3600, T0 + 1])
+    sp = Spool(tmp_path, "SITE", clock=lambda: next(times))
+    names = []
+    for i in range(5):
+        sp.append_record(1, "1", "D.ini", T0 + 600 * i, [str(i)])
+        sp.append_alarm(T0 + 600 * i, "TIC1", "D.ini", "PTEC", 1, str(i))
+        made = sp.seal()
+        assert sorted(p.parent.name for p in made) == ["ALARM", "DATA"]
+        names.append([p.name for p in made if p.parent.name == "DATA"][0])
+        for p in made:
+            p.unlink()                       # uploaded: the outbox no longer shows the name
+    assert names == sorted(set(names)) and len(names) == 5
+    assert names[0] == "SITE_TIC_251123_121320.csv.gz"
+    # parameters files too: within a second, and after a step back
+    times = iter([T0, T0, T0 - 60])
+    sp = Spool(tmp_path, "SITE", clock=lambda: next(times))
+    params = [sp.write_parameters([(1, "1", "D.ini", [(1, "1")])]) for _ in range(3)]
+    assert [p.name for p in params] == sorted({p.name for p in params})
+
+
+def test_a_seal_killed_at_any_write_loses_no_row_and_seals_none_twice(tmp_path, monkeypatch):
+    """The process dies (SystemExit, and nothing runs after it) before each rename, unlink,
+    mkdir or rmdir a seal makes; the next start removes the temporary files left, finishes
+    the seal, and a later seal takes the rest: every record once, alarms once."""
+
+    def fill(sp):
+        for i in range(4):
+            sp.append_record(1, "1", "D.ini", T0 + 600 * (3 - i), [str(i)])   # out of order
+            sp.append_record(2, "2", "D.ini", T0 + 600 * i, ["m2-%d" % i])
+        sp.append_alarm(T0, "TIC1", "D.ini", "PTEC", 1, "HC..")
+
+    def seal_dying_at(root, kill_at):
+        """Seal, the process dying at the `kill_at`-th disk change; the changes counted."""
+        sp = make(root)
+        fill(sp)
+        count = [0]
+
+        def dying(real):
+            def call(*args, **kwargs):
+                if kill_at is not None and count[0] >= kill_at:
+                    count[0] += 1
+                    raise SystemExit("killed")
+                count[0] += 1
+                return real(*args, **kwargs)
+            return call
+
+        with monkeypatch.context() as m:
+            for name in ("replace", "unlink", "mkdir", "rmdir"):
+                m.setattr(os, name, dying(getattr(os, name)))
+            try:
+                sp.seal()
+            except SystemExit:
+                pass
+        return count[0]
+
+    reference = tmp_path / "reference"
+    writes = seal_dying_at(reference, None)
+    expected = rows_of(make(reference))
+    assert len(expected) == 8 and writes > 10
+    for kill_at in range(writes):
+        root = tmp_path / ("killed-%d" % kill_at)
+        seal_dying_at(root, kill_at)
+        server = root.parent / ("server-%d" % kill_at)
+        upload(root, server)                              # what reached the outbox is sent
+        sp = make(root)                                   # the next start
+        sp.remove_stale_temps()
+        sp.recover()
+        sp.seal()
+        delivered = upload(root, server)
+        assert rows_of(sp, delivered) == expected, "killed at write %d" % kill_at
+        assert [l for p in delivered if "_AL_" in p.name for l in lines(p)] == [
+            row_time(T0) + ";TIC1;D.ini;PTEC;1;HC.."], "killed at write %d" % kill_at
+        assert not list((root / "records").glob("seal-*"))
+        left = [p for d in ("records", "outbox/DATA", "outbox/ALARM") for p in (root / d).iterdir()
+                if p.name.startswith(".") or p.name.endswith(".tmp")]
+        assert not left, "killed at write %d" % kill_at
+
+
+def test_stale_temporary_files_are_removed_and_the_others_kept(tmp_path):
+    sp = make(tmp_path)
+    out = tmp_path / "outbox"
+    ours = [out / "DATA" / ".SITE_TIC_251123_121320.csv.gz.1a2b3c4d.tmp",
+            out / "ALARM" / "SITE_AL_251123_121320.csv.gz.tmp", out / "PARAM" / ".hidden",
+            tmp_path / "records" / ".TIC1.jsonl.1a2b3c4d.tmp",
+            tmp_path / "state" / ".seq.1a2b3c4d.tmp", tmp_path / "state" / ".sealed.json.0f.tmp",
+            tmp_path / "state" / ".last_slot.0f.tmp"]
+    kept = [out / "DATA" / "SITE_TIC_251123_121320.csv.gz",
+            out / "ALARM" / "SITE_AL_251123_121320.csv.gz", tmp_path / "records" / "TIC1.jsonl",
+            out / "CMD" / ".SITE_ACK_251123_121320.csv.1a2b3c4d.tmp",     # the uplink's
+            out / "LOG" / "SITE_251123_121320.log.gz.tmp",
+            tmp_path / "state" / ".journal.log.1a2b3c4d.tmp",              # another writer's
+            tmp_path / "state" / ".stamps.json.1a2b3c4d.tmp"]
+    for p in ours + kept:
+        p.write_bytes(b"x")
+    assert sorted(sp.remove_stale_temps()) == sorted(ours)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in ours)

@@ -5,12 +5,15 @@ Its table of contents is its machines: ``activity`` (every service) and one ``ti
 input (statecharts/tic_input.py, modelled by inputs.py). Each input's line has its own worker
 (line.py); the spool's disk work goes through the spool writer (writer.py) and the sealer; the
 loop only decides, numbers records and publishes what is on disk.
+
+Sampling follows slots of the gateway clock (slots.py): the loop looks at the clock every few
+seconds, samples a slot once at most, journals a clock step with its size, and never samples
+before the slots of the spool are known (the last one sampled, read back at start).
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 
 import serial
 
@@ -27,6 +30,8 @@ from .line import Line
 from .panel import FrontPanel
 from .poller import LinePoller
 from .sampler import Alarm
+from .slots import (RECHECK, Due, Slots, StepWatch, latest_boundary, load_last_slot,
+                    save_last_slot, skipped_message, step_message)
 from .spool import Spool
 from .writer import SpoolWriter
 
@@ -56,6 +61,9 @@ class AcquisitionService(Service):
                            header_option=bool(s.daq_header_option), clock=self.gateway_clock.now)
         self.writer = SpoolWriter(self.loop, self.spool)
         self.sealer = Worker(self.loop, "sealer")
+        self.slots: Slots | None = None          # known once the spool is recovered
+        self.steps = StepWatch()
+        self._start_floor: float | None = None
         self.poller: LinePoller | None = None
         self.inputs: dict[int, TicInput] = {}
         for tic in (inputs if inputs is not None else s.inputs):
@@ -183,22 +191,32 @@ class AcquisitionService(Service):
     def on_start(self) -> None:
         if self.poller is not None:
             self.poller.start()
-        self.sealer.submit(lambda job: self._recover(), on_done=self._recovered,
-                           name="recover")
+        # first the temporary files a crash left (before anything writes there), then the seals
+        self.writer.call(self.spool.remove_stale_temps, on_done=self._temps_removed)
         if not self.inputs:
             log.warning("no TIC input configured (TIC_Port[1..3] in the _daq.ini file)")
         self.start_detection("boot")
         for inp in self.inputs.values():
             log.info("%s: reading %s", inp.source, inp.url)
             inp.fire("retry")
-        self._schedule_sample()
+        self._start_floor = latest_boundary(self.gateway_clock.now(), self.period)
+        self._look()
         self.panel.start()
 
+    def _temps_removed(self, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            log.error("stale temporary files not removed: %s", outcome)
+        self.sealer.submit(lambda job: self._recover(), on_done=self._recovered,
+                           name="recover")
+
     def _recover(self):
-        """In the sealer, at start: finish the seals a crash interrupted, read what the last
-        detections found (shown until the meters are detected again)."""
+        """In the sealer, at start: finish the seals a crash interrupted, read the last slot
+        sampled and what the last detections found (shown until the meters are detected
+        again)."""
         self.def_dir.mkdir(parents=True, exist_ok=True)
         made = self.spool.recover()
+        sampled = [t for t in (load_last_slot(self.spool.state_dir), self.spool.last_sampled())
+                   if t is not None]
         previous = {}
         for n in self.inputs:
             try:
@@ -206,15 +224,17 @@ class AcquisitionService(Service):
                                           ("detection_%d.json" % n)).read_text())
             except (FileNotFoundError, ValueError):
                 pass
-        return made, previous
+        return made, max(sampled, default=None), previous
 
     def _recovered(self, outcome) -> None:
         if isinstance(outcome, BaseException):
+            self._start_slots(None)          # sampling goes on; the seal still drops repeats
             self.failed("the spool cannot be recovered: %s" % outcome)
             return
-        made, previous = outcome
+        made, last_sampled, previous = outcome
         if made:
             log.info("finished %d sealed files left by an interrupted seal", len(made))
+        self._start_slots(last_sampled)
         for n, summary in previous.items():
             if n in self.inputs and self.inputs[n].detection is None:
                 self.inputs[n].previous = summary
@@ -234,6 +254,7 @@ class AcquisitionService(Service):
             "inputs": {str(i.index): i.summary() for i in self.inputs.values()},
             "paused": self.paused,
             "period_s": self.period,
+            "last_slot": self.slots.last if self.slots is not None else None,
             "last_record_seq": self.spool.seq,
             "records_waiting": self.writer.pending,
             "spool_error": self.writer.error,
@@ -297,22 +318,59 @@ class AcquisitionService(Service):
 
     # --- sampling and alarms ----------------------------------------------------------------------
 
-    def _schedule_sample(self) -> None:
+    def _start_slots(self, last_sampled: float | None) -> None:
+        """Sampling starts after the last slot sampled (before a restart, or before a backward
+        step that came with it) and after the boundary before this start."""
+        floor = max(t for t in (self._start_floor, last_sampled) if t is not None)
+        self.slots = Slots(self.period, floor)
         now = self.gateway_clock.now()
-        boundary = math.floor(now / self.period + 1) * self.period
-        self.loop.call_later(max(boundary - now, 0.0), self._sample, boundary)
+        if self.slots.held(now):
+            log.warning("the clock (%s) is before the last sample (%s): no sample until it has "
+                        "passed it", row_time(now), row_time(floor))
 
-    def _sample(self, boundary: float) -> None:
+    def _look(self) -> None:
+        """Every few seconds, and at each boundary: journal a clock step, sample a slot due."""
+        now = self.gateway_clock.now()
+        try:
+            step = self.steps.look(self.clock.monotonic(), now)
+            due = self.slots.due(now) if self.slots is not None else None
+            if step is not None:
+                self._clock_stepped(step, now, due)
+            elif due is not None and due.skipped:
+                log.warning("%d sampling period(s) went by without a sample", due.skipped)
+                self.journal(skipped_message(due.skipped))
+            if due is not None:
+                self._sample(due)
+        finally:                             # whatever happened, look again
+            wait = self.slots.wait(now) if self.slots is not None else RECHECK
+            self.loop.call_later(wait, self._look)
+
+    def _clock_stepped(self, step: float, now: float, due: Due | None) -> None:
+        skipped = due.skipped if due is not None else 0
+        log.warning("the gateway clock stepped by %+.0f s (now %s)%s", step, row_time(now),
+                    ", %d sampling period(s) jumped over" % skipped if skipped else "")
+        if self.slots is not None and self.slots.held(now):
+            log.warning("no sample until the clock passes the last one (%s)",
+                        row_time(self.slots.last))
+        self.journal(step_message(step, skipped))
+
+    def _sample(self, due: Due) -> None:
+        """Sample slot ``due``: one row per input read, stamped with the slot; the slot is kept
+        on disk after the rows (by the spool writer), so a restart never samples it again."""
+        self.slots.taken(due)
+        sampled = False
         for inp in self.inputs.values():
             if inp.sampler is None:
                 continue
             row = inp.sampler.row()
             if row is None:
                 continue
-            rec = self.spool.record(inp.index, inp.serial, inp.definition.name, boundary, row,
+            rec = self.spool.record(inp.index, inp.serial, inp.definition.name, due.slot, row,
                                     header=inp.definition.columns())
             self.writer.append(rec, self._record_written)
-        self._schedule_sample()
+            sampled = True
+        if sampled:
+            self.writer.call(save_last_slot, self.spool.state_dir, due.slot)
 
     def _record_written(self, rec: dict) -> None:
         self.publish("spool.written", input=rec["input"], seq=rec["seq"],

@@ -14,6 +14,15 @@ outbox; the directory is removed. After a crash, ``recover()`` finishes any seal
 READY it rebuilds the files from the records it holds, with READY it moves what is left. A record
 therefore ends in exactly one sealed file, under one name, whatever instant the process died.
 A partial last line (a record being written when the process died, never reported) is dropped.
+
+No row twice for one meter and time (issue 8): a data file's rows are in time order within each
+meter's section, and a record whose time is not later than the last one sealed for its input is
+dropped (with a log line). The last times sealed are ``state/sealed.json``; a seal's own marks are
+the content of its ``READY`` file and reach ``state/sealed.json`` only after it, so a seal re-run
+after a crash filters with the marks it was first built with and gives the same file.
+
+Names only grow, per kind (``ticgw.stamps``): a seal's stamp and a parameters file's come from the
+gateway's stamp book, so no name is handed out twice, whatever the clock does.
 """
 from __future__ import annotations
 
@@ -24,11 +33,20 @@ import time
 from pathlib import Path
 
 from ticgw import files
-from ticgw.files import fsync_dir, name_stamp, write_atomic
+from ticgw.files import fsync_dir, write_atomic
+from ticgw.stamps import StampBook
+
+from .slots import LAST_SLOT_FILE
 
 log = logging.getLogger("acquisition.spool")
 
 KINDS = ("ALARM", "DATA", "LOG", "CMD", "PARAM")
+#: The outbox kinds the acquisition writes (the uplink owns the others, CMD and LOG).
+OWN_KINDS = ("ALARM", "DATA", "PARAM")
+#: Per input, the time of the last row sealed, under the state directory.
+SEALED_FILE = "sealed.json"
+#: The state files the spool writes (their stale temporary files are the spool's to remove).
+OWN_STATE = ("seq", SEALED_FILE, LAST_SLOT_FILE)
 
 
 class AppendLog:
@@ -108,6 +126,7 @@ class Spool:
         for d in [self.records_dir, self.state_dir] + [self.outbox / k for k in KINDS]:
             d.mkdir(parents=True, exist_ok=True)
         self._logs: dict[str, AppendLog] = {}
+        self.stamps = StampBook(self.state_dir)
         self.seq = self._last_seq()
 
     # --- records -------------------------------------------------------------------------
@@ -196,7 +215,7 @@ class Spool:
             return pending
         for lg in self._logs.values():
             lg.close()
-        stamp = self._free_stamp()
+        stamp = self.stamps.take("seal", self.clock(), taken=self._stamp_taken)
         work = self.records_dir / ("seal-" + stamp)
         work.mkdir()
         for p in sources:
@@ -210,7 +229,8 @@ class Spool:
         appends new records: build each seal directory's files and move them to the outbox."""
         made = []
         for work in works:
-            made += self._finish(work)
+            if work.is_dir():   # a seal left by a crash may have been finished by recover()
+                made += self._finish(work)
         return made
 
     def recover(self) -> list[Path]:
@@ -222,16 +242,11 @@ class Spool:
                 made += self._finish(work)
         return made
 
-    def _free_stamp(self) -> str:
-        t = self.clock()
-        while True:
-            stamp = name_stamp(t)
-            taken = (self.records_dir / ("seal-" + stamp)).exists() or any(
-                (self.outbox / k / n).exists() for k, n in (
-                    ("DATA", self.data_name(stamp)), ("ALARM", self.alarm_name(stamp))))
-            if not taken:
-                return stamp
-            t += 1
+    def _stamp_taken(self, stamp: str) -> bool:
+        """A seal stamp already in use here (the stamp book's own record aside)."""
+        return (self.records_dir / ("seal-" + stamp)).exists() or any(
+            (self.outbox / k / n).exists() for k, n in (
+                ("DATA", self.data_name(stamp)), ("ALARM", self.alarm_name(stamp))))
 
     def data_name(self, stamp: str) -> str:
         return files.data_name(self.site, stamp)
@@ -240,24 +255,14 @@ class Spool:
         return files.alarm_name(self.site, stamp)
 
     def _finish(self, work: Path) -> list[Path]:
+        """Finish one seal directory, from wherever a crash left it: build its files and mark it
+        READY (unless it is), record what it sealed, move its files into the outbox, remove it."""
         stamp = work.name[len("seal-"):]
         targets = {"DATA": self.data_name(stamp), "ALARM": self.alarm_name(stamp)}
         ready = work / "READY"
         if not ready.exists():
-            for p in work.iterdir():        # files half-built by the interrupted seal
-                if not p.name.endswith(".jsonl"):
-                    p.unlink()
-            data_recs, alarm_recs = [], []
-            for p in sorted(work.glob("*.jsonl")):
-                (alarm_recs if p.name == "alarms.jsonl" else data_recs).extend(read_records(p))
-            if data_recs:
-                write_atomic(work / targets["DATA"], self._data_file(data_recs))
-            if alarm_recs:
-                write_atomic(work / targets["ALARM"], self._alarm_file(alarm_recs))
-            seqs = [r["seq"] for r in data_recs + alarm_recs]
-            if seqs:
-                write_atomic(self.state_dir / "seq", str(max(max(seqs), self.seq)).encode())
-            write_atomic(ready, b"")
+            self._build(work, targets, ready)
+        self._keep_marks(_read_marks(ready))
         made = []
         for kind, name in targets.items():
             p = work / name
@@ -265,11 +270,50 @@ class Spool:
                 os.replace(p, self.outbox / kind / name)
                 fsync_dir(self.outbox / kind)
                 made.append(self.outbox / kind / name)
-        for p in work.iterdir():  # only files live here (shutil would load bz2 and lzma)
-            p.unlink()
-        work.rmdir()
+        _remove_seal_dir(work, ready)
         fsync_dir(self.records_dir)
         return made
+
+    def _build(self, work: Path, targets: dict, ready: Path) -> None:
+        """Build a seal's files from its records (again, after a crash: the same files, since
+        the marks they are filtered with change only after READY), then write READY with the
+        marks this seal brings."""
+        for p in work.iterdir():        # files half-built by an interrupted seal
+            if not p.name.endswith(".jsonl"):
+                p.unlink()
+        data_recs, alarm_recs = [], []
+        for p in sorted(work.glob("*.jsonl")):
+            (alarm_recs if p.name == "alarms.jsonl" else data_recs).extend(read_records(p))
+        marks = self.sealed_marks()
+        rows = rows_to_seal(data_recs, marks)
+        if rows:
+            write_atomic(work / targets["DATA"], self._data_file(rows))
+        if alarm_recs:
+            write_atomic(work / targets["ALARM"], self._alarm_file(alarm_recs))
+        seqs = [r["seq"] for r in data_recs + alarm_recs]
+        if seqs:
+            write_atomic(self.state_dir / "seq", str(max(max(seqs), self.seq)).encode())
+        write_atomic(ready, json.dumps(_marks_after(marks, rows), sort_keys=True).encode())
+
+    # --- what was sealed -------------------------------------------------------------------
+
+    def sealed_marks(self) -> dict[str, float]:
+        """Per input (its number, as text), the time of the last row sealed."""
+        return _read_marks(self.state_dir / SEALED_FILE)
+
+    def _keep_marks(self, marks: dict[str, float]) -> None:
+        """Merge a seal's marks into ``state/sealed.json`` (again after a crash: no change)."""
+        kept = self.sealed_marks()
+        merged = {k: max(v, kept.get(k, v)) for k, v in {**kept, **marks}.items()}
+        if merged != kept:
+            write_atomic(self.state_dir / SEALED_FILE, json.dumps(merged, sort_keys=True).encode())
+
+    def last_sampled(self) -> float | None:
+        """The latest time of a row this spool holds or sealed (a restart samples after it)."""
+        times = list(self.sealed_marks().values())
+        for p in self.records_dir.glob("*.jsonl"):
+            times += [float(r["t"]) for r in read_records(p) if "input" in r]
+        return max(times) if times else None
 
     def _data_file(self, recs: list[dict]) -> bytes:
         return files.data_file(recs, self.euro, self.header_option)
@@ -282,7 +326,8 @@ class Spool:
     def write_parameters(self, sections: list[tuple[int, str, str, list[tuple[int, str]]]]) -> Path:
         """The action-1 snapshot: per meter (input, serial, definition, [(index, value)])."""
         t = self.clock()
-        path = self.outbox / "PARAM" / files.parameters_name(self.site, name_stamp(t))
+        path = self.outbox / "PARAM" / files.parameters_name(self.site,
+                                                              self.stamps.take("params", t))
         write_atomic(path, files.parameters_file(sections, t, self.euro))
         return path
 
@@ -305,6 +350,71 @@ class Spool:
             log.warning("disk budget reached: dropped %s", p.name)
         return dropped
 
+    def remove_stale_temps(self) -> list[Path]:
+        """Remove the temporary files a crash left where the acquisition writes: its outbox
+        kinds, the record files' directory, its own state files (the uplink cleans CMD and LOG;
+        seal directories clean themselves). Call it at start, before anything is written there."""
+        stale = [p for d in [self.outbox / k for k in OWN_KINDS] + [self.records_dir]
+                 for p in d.iterdir() if p.is_file() and files.is_temp_name(p.name)]
+        stale += [p for p in self.state_dir.iterdir() if p.is_file() and any(
+            p.name.startswith("." + name + ".") and p.name.endswith(files.TEMP_SUFFIX)
+            for name in OWN_STATE)]
+        for p in stale:
+            p.unlink()
+            log.info("removed %s, a temporary file left by a crash", p.name)
+        return stale
+
     def close(self) -> None:
         for lg in self._logs.values():
             lg.close()
+
+
+# --- sealing, pure parts ----------------------------------------------------------------------
+
+def rows_to_seal(records: list[dict], marks: dict[str, float]) -> list[dict]:
+    """The data records a seal delivers: per input in time order, each later than the last one
+    sealed for its input (``marks``) and than the one before it; the others are dropped, with a
+    log line. Numbered again in that order (``files.data_file`` orders a section's rows by seq)."""
+    kept, dropped = [], {}
+    last = dict(marks)
+    for r in sorted(records, key=lambda r: (r["input"], r["t"], r["seq"])):
+        key = str(r["input"])
+        if key in last and r["t"] <= last[key]:
+            dropped.setdefault(key, []).append(r)
+            continue
+        last[key] = r["t"]
+        kept.append(r)
+    for key, recs in dropped.items():
+        seqs = ", ".join(str(r["seq"]) for r in recs[:10]) + (", ..." if len(recs) > 10 else "")
+        log.warning("TIC%s: %d record(s) dropped at seal (seq %s): a row of that time, or of a "
+                    "later one, is already sealed", key, len(recs), seqs)
+    return [dict(r, seq=n) for n, r in enumerate(kept, 1)]
+
+
+def _marks_after(marks: dict[str, float], rows: list[dict]) -> dict[str, float]:
+    """The marks once ``rows`` are sealed."""
+    out = dict(marks)
+    for r in rows:
+        key = str(r["input"])
+        out[key] = max(out.get(key, r["t"]), r["t"])
+    return out
+
+
+def _read_marks(path: Path) -> dict[str, float]:
+    """Marks from a file (``state/sealed.json``, a READY file); an empty READY (a seal made
+    before marks existed) has none."""
+    try:
+        data = json.loads(path.read_text() or "{}")
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _remove_seal_dir(work: Path, ready: Path) -> None:
+    """Remove a finished seal directory, READY last: a crash on the way leaves READY with (some
+    of) the records, never records without READY, which would be sealed again."""
+    for p in work.iterdir():  # only files live here (shutil would load bz2 and lzma)
+        if p != ready:
+            p.unlink()
+    ready.unlink(missing_ok=True)
+    work.rmdir()
