@@ -29,7 +29,8 @@ from ticgw.clock import GatewayClock
 # The harness's fixtures (ftp_server, ntp_server, gw) are imported to be found by pytest.
 from uplink_harness import (DEF_NAME, DEFINITION, MAC, SITE, T0, Gateway,  # noqa: F401
                             big_data_file, ftp_server, gunzip_lines, gw, no_tmp_left,
-                            ntp_server, run_connection, run_phase, set_remote, stored)
+                            ntp_server, outbox_data_file, run_connection, run_phase,
+                            set_remote, stored)
 
 
 # ================================================================== requesting, WAN, closing
@@ -348,7 +349,8 @@ def test_data_none(gw):
 
 def test_data_files_go_oldest_first(gw):
     # sealed out of time order, so that neither creation order nor directory order is the answer
-    made = [gw.data_file(at=T0 + 3600), gw.data_file(at=T0), gw.data_file(at=T0 + 60)]
+    made = [outbox_data_file(gw, T0 + 3600), outbox_data_file(gw, T0),
+            outbox_data_file(gw, T0 + 60)]
     contents = {p.name: p.read_bytes() for p in made}
     oldest_first = sorted(contents)
     assert oldest_first != [p.name for p in made]
@@ -420,6 +422,8 @@ def test_three_failures_keep_the_file_and_the_next_one_is_tried(gw):
                              "Erreur de transfert FTP : 2 sur 3",
                              "Erreur de transfert FTP : 3 sur 3",
                              "Erreur de dépôt du fichier de données %s" % first.name,
+                             "Transfert interrompu par le serveur FTP : 426 Data connection "
+                             "closed by test server; transfer aborted.",
                              "Dépôt du fichier de données %s" % second.name]
     assert first.exists() and not second.exists()
     # Nothing partial under a final name; the last broken try may leave its ".tmp" (DESIGN 5:
@@ -438,8 +442,10 @@ def test_disk_full_stops_uploading(gw, mode):
     files = [big_data_file(gw, 300) for _ in range(3)]
     gw.ftp.fail_next_stor(1, mode, after_bytes=1000, code=452)
     assert gw.connection().data() == "failed"
-    assert gw.messages() == ["Gestion des fichiers de données ...",
-                             "Erreur de dépôt du fichier de données %s" % files[0].name]
+    assert gw.messages()[:2] == ["Gestion des fichiers de données ...",
+                                 "Erreur de dépôt du fichier de données %s" % files[0].name]
+    assert gw.messages()[2].startswith("Serveur FTP plein : 452 ")
+    assert len(gw.messages()) == 3
     assert all(p.exists() for p in files)
     assert len(stored(gw.ftp)) == 1  # the others were not tried
     assert gw.server_files("/DATA") == []
@@ -825,7 +831,7 @@ def test_acknowledgement_not_deposited_goes_at_the_next_connection(gw):
     assert gw.connection().commands() == "failed"
     (ack,) = gw.outbox("CMD")
     assert gw.messages()[-2:] == ["Erreur de dépôt du fichier %s" % ack,
-                                  "Refus du serveur FTP : 426 Data connection closed by test "
+                                  "Transfert interrompu par le serveur FTP : 426 Data connection closed by test "
                                   "server; transfer aborted."]
     assert not gw.ftp.path("/CMD/WEBDYN_CMD.csv").exists()  # fetched: not run a second time
     n = len(gw.messages())

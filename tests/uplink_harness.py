@@ -21,6 +21,7 @@ from services.runtime import CONFIG_SAVED_MESSAGE
 from services.uplink import ntp
 from services.uplink.ftp import FtpConnectError, FtpError
 from services.uplink.phases import Connection
+from ticgw import files
 from sim.ftp_server import FtpTestServer
 from sim.ntp_server import NtpResponder
 from statecharts.connection import PHASES
@@ -131,9 +132,11 @@ class Gateway:
         """One sealed data file (stamped `at`), made by the spool."""
         if at is not None:
             self.wall.t = at
+        t0 = self.wall.t
         for i in range(n_rows):
-            self.spool.append_record(1, "021528603314", DEF_NAME, self.wall.t + i,
+            self.spool.append_record(1, "021528603314", DEF_NAME, t0 + i,
                                      ["%09d" % (1000 + i), "%03d" % i])
+        self.wall.t = max(self.wall.t, t0 + n_rows)   # the meter's next rows come later
         made = self.spool.seal()
         (path,) = [p for p in made if p.parent.name == "DATA"]
         return path
@@ -208,11 +211,24 @@ def gw(tmp_path, ftp_server, ntp_server):
 
 def big_data_file(gw: Gateway, rows: int = 400) -> Path:
     """A data file of a few kilobytes even once gzipped (values that do not compress well)."""
+    t0 = gw.wall.t
     for i in range(rows):
-        gw.spool.append_record(1, "021528603314", DEF_NAME, gw.wall.t + i,
+        gw.spool.append_record(1, "021528603314", DEF_NAME, t0 + i,
                                [hashlib.sha256(b"%d" % i).hexdigest()[:24], "%03d" % (i % 90)])
+    gw.wall.t = max(gw.wall.t, t0 + rows)
     (path,) = [p for p in gw.spool.seal() if p.parent.name == "DATA"]
     assert path.stat().st_size > 4000
+    return path
+
+
+def outbox_data_file(gw: Gateway, at: float) -> Path:
+    """A data file put in the outbox directly, named after ``at`` (files the spool would make
+    in another order than their names)."""
+    path = gw.data / "outbox" / "DATA" / files.data_name(SITE, files.name_stamp(at))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rec = {"input": 1, "serial": "021528603314", "def": DEF_NAME, "t": at, "seq": 1,
+           "cols": ["000001000", "001"]}
+    path.write_bytes(files.data_file([rec]))
     return path
 
 

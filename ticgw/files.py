@@ -124,7 +124,7 @@ def data_file(records: list[dict], euro: bool = True, header_option: bool = Fals
     A record is ``{"seq", "t", "input", "serial", "def", "cols"[, "hdr"]}``."""
     lines: list[str] = []
     sections: dict[tuple, list[dict]] = {}
-    for r in sorted(records, key=lambda r: (r["input"], r["seq"])):
+    for r in sorted(records, key=lambda r: (r["input"], r["t"], r["seq"])):  # rows in time order
         sections.setdefault((r["input"], r["serial"], r["def"]), []).append(r)
     for (inp, serial, definition), rows in sections.items():
         lines.append("SNTIC;%s;%03d" % (serial, inp))

@@ -380,6 +380,9 @@ class FtpSession:
         self._has_size: bool | None = None
         self._has_mdtm: bool | None = None
         self._home: str | None = None        # PWD after login, asked only when needed
+        self._remembered_features: set[str] | None = None
+        self._prefetch_pairs: list[tuple[str, str]] = []
+        self.prefetched: dict | None = None
         self._stats = {
             "connects": 0, "commands": 0, "data_connections": 0, "tls_handshakes": 0,
             "unanswered": 0, "pipelined": 0,
@@ -440,10 +443,7 @@ class FtpSession:
             ftp.set_pasv(st.passive)
             if self._features is None:
                 self._ftp = ftp
-                feat, type_i = self._pipeline(["FEAT", "TYPE I"])
-                self._read_features(feat)
-                if not isinstance(type_i, BaseException):
-                    ftp._type = "I"
+                self._login_pipeline(ftp)
         except FtpError:
             if ftp is not None:
                 ftp.close()
@@ -478,6 +478,30 @@ class FtpSession:
                 f"TLS to {st.host}:{st.port}: certificate fingerprint {_colons(got)} is not "
                 f"FTP_TlsFingerprint", why="fingerprint", fingerprint=_colons(got))
 
+    def _login_pipeline(self, ftp: ftplib.FTP) -> None:
+        """FEAT and TYPE I in one round trip; and, when the features of this server are known
+        from an earlier session, the stats asked by :meth:`prefetch` in that round trip too."""
+        use_mlst = None
+        if self._prefetch_pairs and self.settings.pipelining and self._remembered_features:
+            feats = self._remembered_features
+            if "MLST" in feats:
+                use_mlst = True
+            elif "SIZE" in feats and "MDTM" in feats:
+                use_mlst = False
+        extra = self._stat_lines(self._prefetch_pairs, use_mlst) if use_mlst is not None else []
+        replies = self._pipeline(["FEAT", "TYPE I"] + extra)
+        self._read_features(replies[0])
+        if not isinstance(replies[1], BaseException):
+            ftp._type = "I"
+        if extra and use_mlst == bool(self._has_mlst) and (use_mlst or self._has_mdtm):
+            self.prefetched = self._stat_parse(self._prefetch_pairs, replies[2:], use_mlst)
+
+    def prefetch(self, pairs: list[tuple[str, str]]) -> None:
+        """(kind, name) of files to stat at login, in the login's round trip when the server's
+        features are remembered (:meth:`remember`); the result is :attr:`prefetched` (None if
+        it could not be done that way)."""
+        self._prefetch_pairs = list(pairs)
+
     def _read_features(self, resp) -> None:
         """FEAT's reply, once per session: which of MLST, SIZE and MDTM the server has (RFC
         2389). ``resp`` is the reply, or the error a server without FEAT answered."""
@@ -501,12 +525,15 @@ class FtpSession:
         """The server's FEAT answer (upper-case first words); empty before the first login."""
         return set(self._features or ())
 
-    def remember(self, known_paths) -> None:
-        """Directories an earlier session found on this server (:attr:`known_paths`): a file
-        missing there is taken for a missing file without looking at the directory, a round
-        trip saved per connection (the usual "no command file"). Errors still check."""
+    def remember(self, known_paths=(), features=None) -> None:
+        """What an earlier session learnt of this server: the directories it found
+        (:attr:`known_paths`), so a file missing there is taken for a missing file without
+        looking at the directory (the usual "no command file"; errors still check); and its
+        features (:attr:`features`), so :meth:`prefetch` can ride on the login's round trip.
+        FEAT is still asked at every session and decides."""
         known = set(known_paths)
         self._remembered = {k for k in KINDS if self.settings.dir(k) in known}
+        self._remembered_features = set(features) if features else None
 
     @property
     def known_paths(self) -> set[str]:
@@ -867,32 +894,57 @@ class FtpSession:
         (pipelined MLST, or SIZE and MDTM); None for a file that is not there. None for all
         when the server turned out not to have those commands (list the directory instead).
         FtpDirectoryMissing if none is there because the directory is missing."""
-        directory = self.settings.dir(kind)
-        paths = [_join(directory, n) for n in names]
+        found = self.stat_files([(kind, n) for n in names])
+        if found is None:
+            return None
+        if names and not any(found.values()) and kind not in self.known_kinds:
+            self._op(f"check {self.settings.dir(kind)}", self._require_dir, kind)
+        return {n: found[(kind, n)] for n in names}
+
+    @property
+    def known_kinds(self) -> set[str]:
+        """Kinds whose directory is known to exist: seen in this session or remembered."""
+        return self._known_dirs | self._remembered
+
+    def stat_files(self, pairs: list[tuple[str, str]]
+                   ) -> dict[tuple[str, str], RemoteFile | None] | None:
+        """:meth:`stat_many` across directories, in one round trip, without looking at a
+        directory where nothing was found (the caller decides); None when the server has no
+        command for it. A directory where a file was found is known to exist."""
 
         def stat_all():
             self._ensure()
-            if self._has_mlst:
-                replies = self._pipeline(["MLST " + p for p in paths])
-                found = {n: _mlst_file(n, r) for n, r in zip(names, replies)}
-            else:
+            use_mlst = bool(self._has_mlst)
+            if not use_mlst:
                 self._ftp.voidcmd("TYPE I")        # SIZE in binary mode (cached)
-                replies = self._pipeline([c + p for p in paths for c in ("SIZE ", "MDTM ")])
-                found = {n: _size_mdtm_file(n, replies[2 * i], replies[2 * i + 1])
-                         for i, n in enumerate(names)}
-            if any(isinstance(r, ftplib.Error) and _code(r) in _UNSUPPORTED for r in replies):
-                if self._has_mlst:
-                    self._has_mlst = False
-                else:
-                    self._has_mdtm = False
-                return None                          # the caller lists the directory instead
-            if names and not any(found.values()) and kind not in self._remembered:
-                self._require_dir(kind)
-            elif any(found.values()):
-                self._known_dirs.add(kind)
-            return found
+            replies = self._pipeline(self._stat_lines(pairs, use_mlst))
+            return self._stat_parse(pairs, replies, use_mlst)
 
-        return self._op(f"stat {directory}", stat_all)
+        return self._op("stat", stat_all)
+
+    def _stat_lines(self, pairs, use_mlst: bool) -> list[str]:
+        paths = [_join(self.settings.dir(k), n) for k, n in pairs]
+        if use_mlst:
+            return ["MLST " + p for p in paths]
+        return [c + p for p in paths for c in ("SIZE ", "MDTM ")]
+
+    def _stat_parse(self, pairs, replies, use_mlst: bool):
+        """The replies to :meth:`_stat_lines`; None if the server lacks the commands."""
+        if any(isinstance(r, ftplib.Error) and _code(r) in _UNSUPPORTED for r in replies):
+            if use_mlst:
+                self._has_mlst = False
+            else:
+                self._has_mdtm = False
+            return None                              # the caller lists the directory instead
+        if use_mlst:
+            files = [_mlst_file(n, r) for (_, n), r in zip(pairs, replies)]
+        else:
+            files = [_size_mdtm_file(n, replies[2 * i], replies[2 * i + 1])
+                     for i, (_, n) in enumerate(pairs)]
+        for (kind, _), f in zip(pairs, files):
+            if f is not None:
+                self._known_dirs.add(kind)
+        return dict(zip(pairs, files))
 
     def _remote_size(self, path: str) -> int | None:
         """Size the server reports for ``path`` (SIZE, else MLST/LIST); None if missing."""

@@ -96,14 +96,51 @@ class Connection:
         if self.ftp is None:
             try:
                 session = self.ftp_factory(self.settings)
-                session.remember(self._known_dirs().get(self._server_key(), ()))
+                known = self._known_server().get(self._server_key()) or {}
+                session.remember(known.get("dirs", ()), known.get("features"))
+                session.prefetch(self._snapshot_pairs())
                 session.connect()
+                self._snapshot = self._take_snapshot(session)
             except FtpConnectError as e:
                 log.warning("FTP connection failed: %s", e)
                 self._error("Erreur de connexion FTP", e)
                 raise
             self.ftp = session
         return self.ftp
+
+    _snapshot: dict = {}
+
+    def _snapshot_pairs(self) -> list[tuple[str, str]]:
+        pairs = [("CMD", files.command_name(self.site))]
+        if self.check_config:
+            pairs += [("CONFIG", name) for name in self._config_files()]
+            pairs += [("DEF", name) for name in self._definition_files()]
+        return pairs
+
+    def _take_snapshot(self, session: FtpSession) -> dict:
+        """At login, in the login's round trip (or one more) where the server allows: the
+        command file, the configuration and definition files, the ones the phases will look at
+        (3 round trips saved on a daily connection). A phase uses an entry once, for a
+        directory known to exist (else it looks itself, and reports a missing directory)."""
+        if session.prefetched is not None:
+            return dict(session.prefetched)
+        if not session.can_stat_many:
+            return {}
+        try:
+            found = session.stat_files(self._snapshot_pairs())
+        except FtpError as e:
+            log.info("no snapshot of the server's files: %s", e)
+            return {}
+        return dict(found or {})
+
+    def _from_snapshot(self, kind: str, names: list[str]) -> dict | None:
+        """The snapshot's entries of ``names``, if it has them all and the directory exists."""
+        ftp = self.ftp
+        if ftp is None or not all((kind, n) in self._snapshot for n in names):
+            return None
+        if kind not in ftp.known_kinds:
+            return None
+        return {n: self._snapshot.pop((kind, n)) for n in names}
 
     def _error(self, row: str, error: BaseException) -> None:
         """The manual's error row, verbatim, then the reason (issue 8): what to fix."""
@@ -130,26 +167,28 @@ class Connection:
         s = self.settings
         return "%s@%s:%s" % (s.ftp_login, s.ftp_server, s.ftp_port)
 
-    def _known_dirs(self) -> dict:
-        """``state/ftp_dirs.json``: the directories seen on each server, for the next session."""
+    def _known_server(self) -> dict:
+        """``state/ftp_servers.json``: per server, the directories seen there and its FEAT,
+        for the next session."""
         try:
-            data = json.loads((self.state_dir / "ftp_dirs.json").read_text())
+            data = json.loads((self.state_dir / "ftp_servers.json").read_text())
         except (FileNotFoundError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _save_known_dirs(self, paths: set[str]) -> None:
-        known = self._known_dirs()
-        if set(known.get(self._server_key(), ())) != paths:
-            known[self._server_key()] = sorted(paths)
-            write_atomic(self.state_dir / "ftp_dirs.json", json.dumps(known).encode())
+    def _save_known_server(self, session: FtpSession) -> None:
+        known = self._known_server()
+        entry = {"dirs": sorted(session.known_paths), "features": sorted(session.features)}
+        if known.get(self._server_key()) != entry:
+            known[self._server_key()] = entry
+            write_atomic(self.state_dir / "ftp_servers.json", json.dumps(known).encode())
 
     def close(self) -> None:
         if self.ftp is not None:
             try:
-                self._save_known_dirs(self.ftp.known_paths)
+                self._save_known_server(self.ftp)
             except OSError as e:
-                log.warning("FTP directories not remembered: %s", e)
+                log.warning("what was learnt of the FTP server is not remembered: %s", e)
             ftp_stats = self.ftp.stats
             self.stats["ftp_commands"] += ftp_stats.get("commands", 0)
             self.stats["round_trips"] += ftp_stats.get("round_trips", 0)
@@ -333,11 +372,17 @@ class Connection:
     def _command_file(self, ftp: FtpSession, name: str):
         """(size, mtime, content) of a new command file on the server; None if there is none.
         The copy a refused delete left there, already run, is deleted again, not run again."""
-        facts = ftp.stat("CMD", name, with_time=False)
+        seen = self._from_snapshot("CMD", [name])
+        if seen is not None:
+            f = seen[name]
+            facts = None if f is None else (f.size, f.mtime)
+        else:
+            facts = ftp.stat("CMD", name, with_time=False)
+            if facts is not None and not ftp.exact_times:
+                facts = (facts[0], ftp.mdtm("CMD", name))
         if facts is None:
             return None
-        size = facts[0]
-        mtime = facts[1] if ftp.exact_times else ftp.mdtm("CMD", name)
+        size, mtime = facts
         if size > MAX_BYTES["CMD"]:
             raise TooLarge(name, size, MAX_BYTES["CMD"])
         last = self.inbox.last()
@@ -405,6 +450,16 @@ class Connection:
             self._confirm("UPLOADDATA")
         return outcome
 
+    def _config_files(self) -> list[str]:
+        return [self.settings.file_names()[kind] for kind in CONFIG_KINDS]
+
+    def _definition_files(self) -> list[str]:
+        """The definitions here, and those the daq file names that the server may have."""
+        def_dir = self.data_dir / "def"
+        local = {p.name for p in def_dir.glob("*.ini")} if def_dir.is_dir() else set()
+        wanted = {t.def_file for t in self.settings.inputs if t.used and t.def_file}
+        return sorted(local | wanted)
+
     def config(self) -> str:
         files = [(self.settings.file_names()[kind], self.store.file_path(kind))
                  for kind in CONFIG_KINDS]
@@ -428,10 +483,8 @@ class Connection:
 
     def definitions(self) -> str:
         def_dir = self.data_dir / "def"
-        local = {p.name for p in def_dir.glob("*.ini")} if def_dir.is_dir() else set()
         # Definitions named in the daq file but not here yet are fetched when the server has them.
-        wanted = {t.def_file for t in self.settings.inputs if t.used and t.def_file}
-        files = [(name, def_dir / name) for name in sorted(local | wanted)]
+        files = [(name, def_dir / name) for name in self._definition_files()]
 
         def accept(name: str, content: bytes) -> None:
             # The TIC catalogue is loaded only when the server has a new definition file.
@@ -497,11 +550,13 @@ class Connection:
             self.journal("Pas de changement de fichiers de %s." % label)
         return ("failed" if failed else "done"), uploaded
 
-    @staticmethod
-    def _remote_files(ftp: FtpSession, kind: str, names: list[str]) -> dict:
-        """What the server has of ``names``: in one round trip when it can (pipelined MLST,
-        or SIZE and MDTM, exact times), else from a listing of the directory."""
-        found = ftp.stat_many(kind, names) if ftp.can_stat_many and names else None
+    def _remote_files(self, ftp: FtpSession, kind: str, names: list[str]) -> dict:
+        """What the server has of ``names``: from the snapshot taken at login, else in one
+        round trip when it can (pipelined MLST, or SIZE and MDTM, exact times), else from a
+        listing of the directory."""
+        found = self._from_snapshot(kind, names)
+        if found is None and ftp.can_stat_many and names:
+            found = ftp.stat_many(kind, names)
         if found is None:
             found = {f.name: f for f in ftp.listdir(kind)}
         return {n: sync.Remote(f.size, f.mtime, f.precision) for n, f in found.items() if f}

@@ -80,6 +80,8 @@ def _refusal(err: FtpError, tls: bool | None) -> str:
         elif reply.startswith("530"):
             hint = " (paramètres FTP_Login et FTP_Password)"
         return "Connexion refusée par le serveur : %s%s" % (reply, hint)
+    if reply.startswith("4"):
+        return "Transfert interrompu par le serveur FTP : %s" % reply
     return "Refus du serveur FTP : %s" % reply
 
 
