@@ -121,3 +121,23 @@ def _status(client):
     except Exception:
         return None
     return st if st.get("period_s") == 7.0 else None
+
+
+def test_getparams_with_the_acquisition_stopped(gateway):
+    """Twenty GETPARAMS lines while the acquisition is down: one wait for it, not twenty; each
+    line acknowledged ERROR; the connection ends and the data waiting are not held back."""
+    run, data, server, events, client, procs = gateway
+    stop_process(procs[0])                              # the acquisition
+    cmd = server.path("/CMD/WEBDYN_CMD.csv")
+    cmd.write_bytes(b"".join(b"%d;GETPARAMS\r\n" % i for i in range(1, 21)))
+    t = time.monotonic()
+    connect_and_wait(client, events, 1)
+    took = time.monotonic() - t
+    (ack,) = [p for p in server.path("/CMD").iterdir() if "_ACK_" in p.name]
+    lines = ack.read_text().splitlines()
+    assert len(lines) == 20
+    assert all(line.endswith(";GETPARAMS;ERROR;parameters unavailable: the acquisition "
+                             "service does not answer") for line in lines)
+    rows = journal(events)
+    assert rows[-1] == "Reprise de l'acquisition de données..."
+    print("connection with the acquisition stopped: %.1f s" % took)

@@ -752,7 +752,7 @@ class Connection:
         self.journal("Connexion terminée")
         self.journal("Reprise de l'acquisition de données...")
         try:
-            self.bus_call("acquisition", "resume")
+            self.call_peer("acquisition", "resume")
         except Exception as e:
             log.warning("acquisition did not resume: %s", e)
 
