@@ -7,6 +7,8 @@ acknowledgement and log files, the configuration store writes its INI files with
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import os
 import re
@@ -50,6 +52,18 @@ def write_atomic(path, data: bytes) -> None:
             pass
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def locked(lock_path):
+    """Hold an exclusive ``flock`` on ``lock_path`` (made if missing): what processes sharing a
+    file (the journal, the stamp book) take around a read-modify-write."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def is_temp_name(name: str) -> bool:

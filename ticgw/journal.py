@@ -11,15 +11,13 @@ Every method does disk work: call them from a worker, never from a service's loo
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .files import write_atomic
+from .files import locked, write_atomic
 
 #: Characters that must not reach a row as they are: they would split it (CR, LF, and what
 #: str.splitlines() also takes for a line end: \v, \f, \x1c-\x1e, NEL, U+2028/9), shift the
@@ -67,14 +65,8 @@ class Journal:
         self.clock = clock
         self.on_entry = on_entry            # told of each row appended (publish it)
 
-    @contextlib.contextmanager
     def _locked(self):
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return locked(self.lock_path)
 
     def append(self, message: str, t: float | None = None) -> dict:
         """Write one row (fsync'd) and return it as ``{time, date, hour, message}``."""

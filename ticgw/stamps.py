@@ -17,14 +17,11 @@ stamp, never reuses one. Disk work: call it from a worker, never from a loop.
 from __future__ import annotations
 
 import calendar
-import contextlib
-import fcntl
 import json
-import os
 import time
 from pathlib import Path
 
-from .files import name_stamp, write_atomic
+from .files import locked, name_stamp, write_atomic
 
 #: The kinds of delivered files, one sequence each ("seal" names a data and an alarm file).
 KINDS = ("seal", "params", "ack", "log", "debug")
@@ -43,15 +40,9 @@ class StampBook:
         self.path = self.dir / "stamps.json"
         self.lock_path = self.dir / "stamps.lock"
 
-    @contextlib.contextmanager
     def _locked(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return locked(self.lock_path)
 
     def _read(self) -> dict:
         try:

@@ -579,11 +579,8 @@ class Connection:
                                              exact=exact)
             content_sha = mark.get("sha")
         else:
-            try:
-                content = self._fetch(kind, name, listed.size)
-            except (FtpError, TooLarge) as e:
-                log.warning("%s: %s", name, e)
-                self._error("Erreur de récupération du fichier de %s %s" % (label, name), e)
+            content = self._fetch_synced(kind, name, listed.size, label)
+            if content is None:
                 return False
             if sync.sha(content) != mark.get("sha"):
                 return self._apply_download(name, content, listed, marks, mark_kind, label,
@@ -604,6 +601,15 @@ class Connection:
             self._ftp().download(kind, name, local, on_retry=self._retry_journal,
                                  max_bytes=limit)
             return local.read_bytes()
+
+    def _fetch_synced(self, kind: str, name: str, size: int, label: str) -> bytes | None:
+        """A configuration or definition file's content; None (journaled) if it cannot be had."""
+        try:
+            return self._fetch(kind, name, size)
+        except (FtpError, TooLarge) as e:
+            log.warning("%s: %s", name, e)
+            self._error("Erreur de récupération du fichier de %s %s" % (label, name), e)
+            return None
 
     def _upload_synced(self, kind, local_path, name, marks, mark_kind, ok_msg, err_msg) -> bool:
         ftp = self._ftp()
@@ -626,11 +632,8 @@ class Connection:
     def _download_synced(self, kind, name, remote, marks, mark_kind, label, accept,
                          exact: float | None = None) -> bool:
         """Fetch a changed server file; the server wins once `accept` took it."""
-        try:
-            content = self._fetch(kind, name, remote.size)
-        except (FtpError, TooLarge) as e:
-            log.warning("%s: %s", name, e)
-            self._error("Erreur de récupération du fichier de %s %s" % (label, name), e)
+        content = self._fetch_synced(kind, name, remote.size, label)
+        if content is None:
             return False
         return self._apply_download(name, content, remote, marks, mark_kind, label, accept,
                                     exact)
