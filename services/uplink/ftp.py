@@ -26,14 +26,20 @@ Uploads go as ``name.tmp``, whose size on the server is checked before it is ren
 (a rename does not change the size), so a partial file only ever exists as ``.tmp``.
 
 Round trips are what a connection costs on a slow link (~600 ms each on GPRS), so each command
-here has a reason to exist: paths are absolute (no CWD), the session stays in binary mode
-(listings too), and configured directories are not checked up front: only when an operation
-in one of them fails with "not found" is the directory itself looked at, to tell "the directory
-is missing" (FtpDirectoryMissing) from "the file is". An upload is PASV, STOR, SIZE, RNFR, RNTO;
-a listing is PASV, MLSD. Remote metadata comes from
-MLST/MLSD (exact size, UTC modification time to the second) when the server has them, else from
-ftputil's parsing of ``LIST`` (coarser times: minutes, or days for old files); one session always
-uses the same source, so comparing a value with the one seen at the last connection is stable.
+here has a reason to exist: no CWD (paths are joined to the configured directories, absolute or
+relative to the login directory); the session stays in binary mode (listings too); FEAT is read
+once per session, in the login's round trip with TYPE I; commands that do not depend on each
+other are pipelined (``FtpSettings.pipelining``): SIZE with RNFR after a STOR, the MLST (or SIZE
+and MDTM) of several files; and configured directories are not checked up front: only when an
+operation in one of them fails with "not found" is the directory itself looked at, to tell "the
+directory is missing" (FtpDirectoryMissing) from "the file is", and a directory seen by an
+earlier session (:meth:`FtpSession.remember`) is not looked at for a missing file. An upload is
+PASV, STOR, SIZE+RNFR, RNTO. Remote metadata comes from MLST/MLSD (exact size, UTC time to the
+second) when the server has them, else from SIZE and MDTM, else from ``LIST`` parsed by
+ftputil's parsers (minutes, or days for old files; ftp_facts.py).
+
+Trust (ftp_tls.py): the system's authorities plus ``tls_cafile``, or a pinned SHA-256
+fingerprint; either way the certificate is checked before the password is sent.
 
 ``stats`` counts what the session cost on the link: FTP commands sent (every command line,
 including login, TYPE, PASV, QUIT) and bytes. ``ctrl_*`` bytes are the command and reply lines,
@@ -42,28 +48,24 @@ wire adds handshakes and record overhead).
 """
 from __future__ import annotations
 
-import calendar
 import ftplib
-import hashlib
 import os
-import re
 import socket
 import ssl
-import stat as stat_mod
 import tempfile
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
-with warnings.catch_warnings():
-    # ftputil 5.2 warns on import that its default path encoding changes in 6.0; every
-    # session here is made by this module with encoding="utf-8", so the default never applies.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ftputil")
-    warnings.filterwarnings("ignore", message=".*default file path encoding.*")
-    import ftputil.error
-    import ftputil.stat
+from ticgw.files import fsync_dir
+
+from .ftp_errors import (DIR_SETTINGS, FtpConnectError, FtpDirectoryMissing, FtpError,
+                         FtpFileMissing, FtpNoSpace, FtpTlsError, FtpTooLarge, FtpTransferError,
+                         SizeMismatch, describe, is_no_space, reply_code, reply_of)
+from .ftp_facts import (STATUS_LINE, RemoteFile, is_regular, mlst_facts, mlst_file, parse_list,
+                        parse_mlst_time, pwd_path, size_mdtm_file)
+from .ftp_tls import (certificate_fingerprint, colons, fingerprint_hex, presented_fingerprint,
+                      trust_context)
 
 __all__ = [
     "KINDS", "DEFAULT_DIRS", "DIR_SETTINGS", "FtpSettings", "FtpSession", "RemoteFile",
@@ -73,10 +75,6 @@ __all__ = [
 
 KINDS = ("CONFIG", "DEF", "DATA", "ALARM", "CMD", "LOG", "BIN")
 DEFAULT_DIRS = {kind: "/" + kind for kind in KINDS}
-#: kind -> the configuration key that names its directory (for messages)
-DIR_SETTINGS = {"CONFIG": "FTP_DirConfig", "DEF": "FTP_DirDef", "DATA": "FTP_DirData",
-                "ALARM": "FTP_DirAlarm", "CMD": "FTP_DirCmd", "LOG": "FTP_DirLog",
-                "BIN": "FTP_DirBin"}
 
 TMP_SUFFIX = ".tmp"
 BLOCK = 8192
@@ -86,7 +84,6 @@ MIN_LINK_RATE = 1000.0
 #: How long to wait for the reply that explains a data connection that broke.
 BROKEN_DATA_REPLY_WAIT = 5.0
 
-_STATUS_LINE = re.compile(r"^\d{3}[ -]")
 #: Replies meaning "command not implemented / not for this argument": fall back to another way.
 _UNSUPPORTED = ("500", "502", "504")
 #: Replies by which a server refuses a path it cannot use: 550 (proftpd, pyftpdlib, most) or 553
@@ -144,141 +141,10 @@ class FtpSettings:
             raise ValueError(f"unknown FTP directory kind {kind!r} (one of {KINDS})") from None
 
 
-class RemoteFile(NamedTuple):
-    name: str
-    size: int
-    mtime: float | None  # epoch seconds, UTC; None when the server does not say
-    precision: int = 1   # seconds the time is rounded to: 1 (MLSD), 60 or 86400 (LIST)
-
-
-# ------------------------------------------------------------------------------- errors
-class FtpError(Exception):
-    """Base of the FTP client's errors. ``reply`` is the server's reply text when there was one."""
-
-    reply: str | None = None
-
-
-class FtpConnectError(FtpError):
-    """Cannot connect or log in ("Erreur de connexion FTP"): stop the connection phase."""
-
-    def __init__(self, message: str, reply: str | None = None):
-        super().__init__(message)
-        self.reply = reply
-
-
-class FtpTlsError(FtpConnectError):
-    """The TLS session could not be set up or its certificate is not trusted.
-
-    ``why``: the verifier's message ("self-signed certificate", "Hostname mismatch, ..."),
-    "fingerprint" (not the pinned one), "refused" (AUTH TLS refused: ``reply``) or "cafile";
-    ``fingerprint``: SHA-256 of the certificate the server presented, AB:CD:... as openssl prints
-    it, for the installer to check and copy into FTP_TlsFingerprint (None if unknown)."""
-
-    def __init__(self, message: str, *, why: str, fingerprint: str | None = None,
-                 reply: str | None = None):
-        super().__init__(message, reply=reply)
-        self.why, self.fingerprint = why, fingerprint
-
-
-class FtpDirectoryMissing(FtpError):
-    """A configured directory does not exist on the server (the gateway never creates it)."""
-
-    def __init__(self, kind: str, path: str, reply: str | None = None):
-        self.kind, self.path, self.reply = kind, path, reply
-        self.setting = DIR_SETTINGS.get(kind, "FTP_Dir*")
-        super().__init__(
-            f"FTP directory {path} ({kind}) does not exist on the server"
-            + (f" ({reply})" if reply else "")
-            + f": create it on the server or change {self.setting}; "
-              "the gateway never creates directories")
-
-
-class FtpTransferError(FtpError):
-    """A transfer or file operation failed (after its retries): the local file is untouched."""
-
-    def __init__(self, message: str, *, name: str | None = None, attempts: int = 1,
-                 error: BaseException | None = None):
-        super().__init__(message)
-        self.name, self.attempts, self.error = name, attempts, error
-        self.reply = _reply_of(error) if error is not None else None
-
-
-class FtpNoSpace(FtpError):
-    """The server has no room (452/552, disk full, quota): stop uploading for this connection."""
-
-    def __init__(self, message: str, reply: str | None = None):
-        super().__init__(message)
-        self.reply = reply
-
-
-class FtpTooLarge(FtpError):
-    """The remote file is larger than the caller accepts: it is not fetched."""
-
-    def __init__(self, kind: str, path: str, size: int, limit: int):
-        self.kind, self.path, self.size, self.limit = kind, path, size, limit
-        super().__init__(f"{path} is {size} bytes, more than the {limit} accepted")
-
-
-class FtpFileMissing(FtpError):
-    """The remote file to fetch, delete or rename is not on the server."""
-
-    def __init__(self, kind: str, path: str, reply: str | None = None):
-        self.kind, self.path, self.reply = kind, path, reply
-        super().__init__(f"{path} is not on the FTP server" + (f" ({reply})" if reply else ""))
-
-
-class _SizeMismatch(FtpError):
-    """The server's size of a transferred file differs from what was sent or announced."""
-
-
-def _reply_of(err: BaseException | None) -> str | None:
-    if isinstance(err, ftplib.Error):
-        return str(err).strip()
-    return None
-
-
-def _code(err: BaseException) -> str:
-    text = _reply_of(err) or ""
-    return text[:3] if text[:3].isdigit() else ""
-
-
-_NO_SPACE_WORDS = ("no space", "disk full", "quota", "storage allocation", "insufficient storage")
-
-
-def _is_no_space(err: BaseException) -> bool:
-    if not isinstance(err, ftplib.Error):
-        return False
-    text = str(err).lower()
-    return _code(err) in ("452", "552") or any(word in text for word in _NO_SPACE_WORDS)
-
-
-def _describe(err: BaseException) -> str:
-    reply = _reply_of(err)
-    if reply:
-        return reply
-    if isinstance(err, (TimeoutError, socket.timeout)):
-        return "timed out"
-    if isinstance(err, EOFError):
-        return "connection closed by the server"
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-
-
 def _join(directory: str, name: str) -> str:
     if "/" in name or name in ("", ".", ".."):
         raise ValueError(f"{name!r} is not a plain file name")
     return directory.rstrip("/") + "/" + name
-
-
-def _parse_mlst_time(value: str | None) -> float | None:
-    """RFC 3659 ``YYYYMMDDHHMMSS[.sss]`` (UTC) to epoch seconds."""
-    if not value or len(value) < 14:
-        return None
-    try:
-        seconds = calendar.timegm(time.strptime(value[:14], "%Y%m%d%H%M%S"))
-        fraction = float("0" + value[14:]) if value[14:15] == "." else 0.0
-    except ValueError:
-        return None
-    return seconds + fraction
 
 
 # ------------------------------------------------------------------- ftplib sessions
@@ -355,7 +221,7 @@ class _TlsSession(_CountingMixin, ftplib.FTP_TLS):
                 conn = self.context.wrap_socket(conn, server_hostname=self.host,
                                                 session=self.sock.session)
                 self.stats["tls_handshakes"] += 1
-                if self.pin and _certificate_fingerprint(conn) != self.pin:
+                if self.pin and certificate_fingerprint(conn) != self.pin:
                     raise ssl.SSLError("data connection: certificate is not the pinned one")
             except BaseException:
                 conn.close()
@@ -429,7 +295,7 @@ class FtpSession:
             if st.tls:
                 ftp = _TlsSession(context=self._tls_context(), encoding="utf-8",
                                   timeout=st.timeout)
-                ftp.pin = _fingerprint_hex(st.tls_fingerprint)
+                ftp.pin = fingerprint_hex(st.tls_fingerprint)
             else:
                 ftp = _PlainSession(encoding="utf-8", timeout=st.timeout)
             ftp.stats = self._stats
@@ -453,8 +319,8 @@ class FtpSession:
             if ftp is not None:
                 ftp.close()
             self._ftp = None
-            raise FtpConnectError(f"FTP connection to {where} failed: {_describe(err)}",
-                                  reply=_reply_of(err)) from err
+            raise FtpConnectError(f"FTP connection to {where} failed: {describe(err)}",
+                                  reply=reply_of(err)) from err
         self._ftp, self._dead = ftp, False
 
     def _secure(self, ftp: "_TlsSession") -> None:
@@ -469,14 +335,14 @@ class FtpSession:
                 why=err.verify_message or str(err),
                 fingerprint=presented_fingerprint(st.host, st.port, st.timeout)) from err
         except ftplib.error_perm as err:
-            raise FtpTlsError(f"TLS refused by {st.host}:{st.port}: {_reply_of(err)}",
-                              why="refused", reply=_reply_of(err)) from err
+            raise FtpTlsError(f"TLS refused by {st.host}:{st.port}: {reply_of(err)}",
+                              why="refused", reply=reply_of(err)) from err
         self._stats["tls_handshakes"] += 1
-        got = _certificate_fingerprint(ftp.sock)
+        got = certificate_fingerprint(ftp.sock)
         if ftp.pin and got != ftp.pin:
             raise FtpTlsError(
-                f"TLS to {st.host}:{st.port}: certificate fingerprint {_colons(got)} is not "
-                f"FTP_TlsFingerprint", why="fingerprint", fingerprint=_colons(got))
+                f"TLS to {st.host}:{st.port}: certificate fingerprint {colons(got)} is not "
+                f"FTP_TlsFingerprint", why="fingerprint", fingerprint=colons(got))
 
     def _login_pipeline(self, ftp: ftplib.FTP) -> None:
         """FEAT and TYPE I in one round trip; and, when the features of this server are known
@@ -513,7 +379,7 @@ class FtpSession:
         feats = set()
         for line in resp.splitlines()[1:]:
             word = line.strip().split(" ", 1)[0].upper()
-            if word and not _STATUS_LINE.match(line):
+            if word and not STATUS_LINE.match(line):
                 feats.add(word)
         self._features = feats
         self._has_mlst = "MLST" in feats
@@ -574,27 +440,8 @@ class FtpSession:
         self._dead = False
 
     def _tls_context(self) -> ssl.SSLContext:
-        """The trust settings (README, FTPS): a pinned fingerprint accepts that certificate
-        and no other, whatever its chain and names (checked in :meth:`_secure`); else the
-        system's CAs plus ``tls_cafile``, a certificate in that file being enough on its own
-        (a self-signed server certificate), and a name only in the CN accepted when the
-        certificate has no subjectAltName (common on integrators' servers)."""
         st = self.settings
-        if st.tls_fingerprint or not st.tls_verify:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return ctx
-        ctx = ssl.create_default_context()
-        ctx.hostname_checks_common_name = True
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        if st.tls_cafile:
-            try:
-                ctx.load_verify_locations(cafile=st.tls_cafile)
-            except (OSError, ssl.SSLError) as err:
-                raise FtpTlsError(f"cannot read FTP_TlsCaFile {st.tls_cafile}: {err}",
-                                  why="cafile") from err
-        return ctx
+        return trust_context(st.tls_cafile, st.tls_fingerprint, st.tls_verify)
 
     def _ensure(self) -> ftplib.FTP:
         """The live ftplib session; reconnects if the previous one died."""
@@ -605,7 +452,7 @@ class FtpSession:
     def _failed(self, err: BaseException) -> None:
         """After an error: if the control connection cannot be trusted any more, forget it."""
         dead = isinstance(err, (OSError, EOFError, ftplib.error_reply,
-                                ftplib.error_proto)) or _code(err) == "421"
+                                ftplib.error_proto)) or reply_code(err) == "421"
         if dead:
             self._dead = True
 
@@ -647,11 +494,11 @@ class FtpSession:
         # No MLST: CWD into it and back to the login directory (PWD, asked once), so relative
         # paths keep meaning "from the login directory". Only on this error path.
         if self._home is None:
-            self._home = _pwd_path(ftp.sendcmd("PWD"))
+            self._home = pwd_path(ftp.sendcmd("PWD"))
         try:
             ftp.cwd(path)
         except ftplib.error_perm as err:
-            raise FtpDirectoryMissing(kind, path, _reply_of(err)) from err
+            raise FtpDirectoryMissing(kind, path, reply_of(err)) from err
         ftp.cwd(self._home)
 
     # ----------------------------------------------------------------- listing
@@ -669,7 +516,7 @@ class FtpSession:
             try:
                 entries = self._mlsd(path)
             except ftplib.error_perm as err:
-                if _code(err) not in _UNSUPPORTED:
+                if reply_code(err) not in _UNSUPPORTED:
                     # Listing the directory was refused (550, or 501 from pyftpdlib): is it
                     # there at all? FtpDirectoryMissing if not, else this refusal stands.
                     self._require_dir(kind)
@@ -680,7 +527,7 @@ class FtpSession:
                     name = name.rsplit("/", 1)[-1]  # a few servers give full paths
                     if facts.get("type", "").lower() == "file" and name:
                         files.append(RemoteFile(name, int(facts.get("size", -1)),
-                                                _parse_mlst_time(facts.get("modify"))))
+                                                parse_mlst_time(facts.get("modify"))))
                 return sorted(files)
         # No MLSD: one LIST of the directory itself (no CWD), parsed by ftputil's parsers.
         try:
@@ -692,7 +539,7 @@ class FtpSession:
             # vsftpd lists a missing directory as empty, with success: look once
             self._require_dir(kind)
         for name, st in entries:
-            if _is_regular(st.st_mode):
+            if is_regular(st.st_mode):
                 files.append(RemoteFile(name, int(st.st_size), st.st_mtime,
                                         st._st_mtime_precision or 60))
         return sorted(files)
@@ -706,26 +553,7 @@ class FtpSession:
         (``_st_mtime_precision``)."""
         chunks: list[bytes] = []
         self._receive("LIST " + path, chunks.append)
-        text = b"".join(chunks).decode(self._ftp.encoding, "replace")
-        out = []
-        parser = None
-        for line in text.split("\n"):
-            line = line.rstrip("\r")
-            if not line.strip():
-                continue
-            for candidate in ((parser,) if parser else _LIST_PARSERS):
-                if candidate.ignores_line(line):
-                    break
-                try:
-                    st = candidate.parse_line(line, time_shift=0.0)
-                except ftputil.error.ParserError:
-                    continue
-                parser = candidate
-                name = st._st_name.rsplit("/", 1)[-1]
-                if name not in (".", ".."):
-                    out.append((name, st))
-                break
-        return out
+        return parse_list(b"".join(chunks).decode(self._ftp.encoding, "replace"))
 
     def _mlsd(self, path: str) -> list[tuple[str, dict[str, str]]]:
         """MLSD ``path`` as (name, facts) pairs, facts with lower-case keys.
@@ -798,7 +626,7 @@ class FtpSession:
                 if "type" in facts and "size" in facts:
                     if facts["type"].lower() != "file":
                         return None
-                    return int(facts["size"]), _parse_mlst_time(facts.get("modify"))
+                    return int(facts["size"]), parse_mlst_time(facts.get("modify"))
                 # facts we cannot use: ask below
         return self._size_and_time(path, want_time)
 
@@ -811,8 +639,8 @@ class FtpSession:
             try:
                 size = ftp.size(path)
             except ftplib.error_perm as err:
-                if _code(err) not in _UNSUPPORTED:
-                    self._last_missing_reply = _reply_of(err)
+                if reply_code(err) not in _UNSUPPORTED:
+                    self._last_missing_reply = reply_of(err)
                     return None
                 self._has_size = False
             else:
@@ -822,7 +650,7 @@ class FtpSession:
                     return size, mtime
         parent, _, name = path.rpartition("/")
         for entry, st in self._list(parent or "."):
-            if entry == name and _is_regular(st.st_mode):
+            if entry == name and is_regular(st.st_mode):
                 return int(st.st_size), st.st_mtime
         return None
 
@@ -833,12 +661,12 @@ class FtpSession:
         try:
             resp = self._ftp.sendcmd("MDTM " + path)
         except ftplib.error_perm as err:
-            if _code(err) in _UNSUPPORTED:
+            if reply_code(err) in _UNSUPPORTED:
                 self._has_mdtm = False
                 return None
             raise
         self._has_mdtm = True
-        return _parse_mlst_time(resp[4:].strip())
+        return parse_mlst_time(resp[4:].strip())
 
     _last_missing_reply: str | None = None
 
@@ -849,13 +677,13 @@ class FtpSession:
         try:
             resp = self._ftp.sendcmd("MLST " + path)
         except ftplib.error_perm as err:
-            if _code(err) in _UNSUPPORTED:
+            if reply_code(err) in _UNSUPPORTED:
                 self._has_mlst = False
                 raise _NotSupported from err
-            self._last_missing_reply = _reply_of(err)
+            self._last_missing_reply = reply_of(err)
             return None
         self._has_mlst = True
-        return _mlst_facts(resp)
+        return mlst_facts(resp)
 
     def _pipeline(self, lines: list[str]) -> list:
         """Send ``lines`` back to back, then read their replies in order: one round trip for
@@ -930,16 +758,16 @@ class FtpSession:
 
     def _stat_parse(self, pairs, replies, use_mlst: bool):
         """The replies to :meth:`_stat_lines`; None if the server lacks the commands."""
-        if any(isinstance(r, ftplib.Error) and _code(r) in _UNSUPPORTED for r in replies):
+        if any(isinstance(r, ftplib.Error) and reply_code(r) in _UNSUPPORTED for r in replies):
             if use_mlst:
                 self._has_mlst = False
             else:
                 self._has_mdtm = False
             return None                              # the caller lists the directory instead
         if use_mlst:
-            files = [_mlst_file(n, r) for (_, n), r in zip(pairs, replies)]
+            files = [mlst_file(n, r) for (_, n), r in zip(pairs, replies)]
         else:
-            files = [_size_mdtm_file(n, replies[2 * i], replies[2 * i + 1])
+            files = [size_mdtm_file(n, replies[2 * i], replies[2 * i + 1])
                      for i, (_, n) in enumerate(pairs)]
         for (kind, _), f in zip(pairs, files):
             if f is not None:
@@ -983,7 +811,7 @@ class FtpSession:
                 raise
             except FtpTransferError as err:   # from a directory check on a broken link
                 last = err.error or err
-            except (_SizeMismatch,) + ftplib.all_errors as err:
+            except (SizeMismatch,) + ftplib.all_errors as err:
                 self._failed(err)
                 last = err
             self._stats["failed_tries"] += 1
@@ -991,7 +819,7 @@ class FtpSession:
                 on_retry(attempt, tries, last)
         raise FtpTransferError(
             f"upload of {name} to {self.settings.dir(kind)} failed after {tries} tries: "
-            f"{_describe(last)}", name=name, attempts=tries, error=last) from last
+            f"{describe(last)}", name=name, attempts=tries, error=last) from last
 
     def _upload_once(self, kind: str, local_path: Path, remote: str, size: int) -> None:
         tmp = remote + TMP_SUFFIX
@@ -1001,10 +829,10 @@ class FtpSession:
         try:
             self._stor_tmp(kind, local_path, tmp, size)
         except ftplib.Error as err:
-            if _is_no_space(err):
+            if is_no_space(err):
                 self._delete_quiet(tmp)
                 raise FtpNoSpace(f"no space on the FTP server for {remote}: {err}",
-                                 reply=_reply_of(err)) from err
+                                 reply=reply_of(err)) from err
             raise
         self._known_dirs.add(kind)  # a STOR worked there: the directory exists
         # 2. The server's size of the .tmp must be what we sent: a "226" alone does not prove
@@ -1015,7 +843,7 @@ class FtpSession:
         got, renaming = self._size_then_rnfr(tmp)
         if got != size:
             self._delete_quiet(tmp)
-            raise _SizeMismatch(f"{tmp}: server has {got} bytes, sent {size}")
+            raise SizeMismatch(f"{tmp}: server has {got} bytes, sent {size}")
         # 3. Only a complete file gets the real name.
         try:
             if renaming:
@@ -1038,7 +866,7 @@ class FtpSession:
             return self._remote_size(tmp), False
         size_reply, rnfr_reply = self._pipeline(["SIZE " + tmp, "RNFR " + tmp])
         if isinstance(size_reply, ftplib.Error):
-            if _code(size_reply) in _UNSUPPORTED:
+            if reply_code(size_reply) in _UNSUPPORTED:
                 self._has_size = False
                 return self._remote_size(tmp), False   # RNFR forgotten: renamed afresh
             return None, False
@@ -1056,7 +884,7 @@ class FtpSession:
             self._stor(local_path, tmp, size)
             return
         except ftplib.error_perm as err:
-            if _is_no_space(err) or _code(err) not in _REFUSED:
+            if is_no_space(err) or reply_code(err) not in _REFUSED:
                 raise
             refused = err
         # Refused: the directory may be missing. It is checked now rather than before every
@@ -1100,7 +928,7 @@ class FtpSession:
                  limit: int | None = None) -> int:
         """Run a transfer from the server (RETR, MLSD) in binary mode, passing the data to
         ``write``; returns the byte count once the server confirmed the end. More than
-        ``limit`` bytes: the transfer is cut (_SizeMismatch), the excess never written."""
+        ``limit`` bytes: the transfer is cut (SizeMismatch), the excess never written."""
         ftp = self._ftp
         ftp.voidcmd("TYPE I")  # cached: no command once the session is binary
         received = 0
@@ -1113,7 +941,7 @@ class FtpSession:
                 if limit is not None and received > limit:
                     conn.close()
                     self._dead = True   # the reply to the cut transfer is not worth waiting for
-                    raise _SizeMismatch(f"{cmd}: more than the {limit} bytes announced")
+                    raise SizeMismatch(f"{cmd}: more than the {limit} bytes announced")
                 write(data)
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
@@ -1192,7 +1020,7 @@ class FtpSession:
                 return facts
             except FtpTransferError as err:
                 last = err.error or err
-            except (_SizeMismatch,) + ftplib.all_errors as err:
+            except (SizeMismatch,) + ftplib.all_errors as err:
                 self._failed(err)
                 last = err
             self._stats["failed_tries"] += 1
@@ -1200,7 +1028,7 @@ class FtpSession:
                 on_retry(attempt, tries, last)
         raise FtpTransferError(
             f"download of {remote_name} from {self.settings.dir(kind)} failed after {tries} "
-            f"tries: {_describe(last)}", name=remote_name, attempts=tries, error=last) from last
+            f"tries: {describe(last)}", name=remote_name, attempts=tries, error=last) from last
 
     def _retr(self, remote: str, local_path: Path, expected: int) -> None:
         local_path.parent.mkdir(parents=True, exist_ok=True)
@@ -1213,11 +1041,11 @@ class FtpSession:
                 out.flush()
                 os.fsync(out.fileno())
             if expected >= 0 and received != expected:
-                raise _SizeMismatch(f"{remote}: received {received} bytes, server announced "
+                raise SizeMismatch(f"{remote}: received {received} bytes, server announced "
                                     f"{expected}")
             os.replace(tmp_name, local_path)
             tmp_name = None
-            _fsync_dir(local_path.parent)
+            fsync_dir(local_path.parent)
         finally:
             if tmp_name is not None:
                 try:
@@ -1241,7 +1069,7 @@ class FtpSession:
                     self._require_dir(kind)
                     if missing_ok:
                         return False
-                    raise FtpFileMissing(kind, path, _reply_of(err)) from err
+                    raise FtpFileMissing(kind, path, reply_of(err)) from err
                 raise
             finally:
                     self._known_dirs.add(kind)
@@ -1259,9 +1087,9 @@ class FtpSession:
             try:
                 ftp.rename(src, dst)
             except ftplib.error_perm as err:
-                if _code(err) == "550" and self._file_facts(src) is None:
+                if reply_code(err) == "550" and self._file_facts(src) is None:
                     self._require_dir(kind)
-                    raise FtpFileMissing(kind, src, _reply_of(err)) from err
+                    raise FtpFileMissing(kind, src, reply_of(err)) from err
                 raise
             finally:
                     self._known_dirs.add(kind)
@@ -1277,104 +1105,8 @@ class FtpSession:
             raise
         except ftplib.all_errors as err:
             self._failed(err)
-            raise FtpTransferError(f"FTP {what} failed: {_describe(err)}", error=err) from err
+            raise FtpTransferError(f"FTP {what} failed: {describe(err)}", error=err) from err
 
 
 class _NotSupported(Exception):
     pass
-
-
-_LIST_PARSERS = (ftputil.stat.UnixParser(), ftputil.stat.MSParser())
-
-
-def _pwd_path(resp: str) -> str:
-    """The directory in a PWD reply: 257 "/home/gw" is the current directory."""
-    m = re.search(r'"((?:[^"]|"")*)"', resp)
-    return m.group(1).replace('""', '"') if m else "/"
-
-
-def _is_regular(mode: int | None) -> bool:
-    return mode is None or stat_mod.S_ISREG(mode)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fingerprint_hex(text: str) -> str:
-    return (text or "").replace(":", "").strip().lower()
-
-
-def _colons(hex_digits: str) -> str:
-    h = hex_digits.upper()
-    return ":".join(h[i:i + 2] for i in range(0, len(h), 2))
-
-
-def _certificate_fingerprint(sock) -> str:
-    der = sock.getpeercert(binary_form=True)
-    return hashlib.sha256(der).hexdigest() if der else ""
-
-
-def presented_fingerprint(host: str, port: int, timeout: float) -> str | None:
-    """SHA-256 (AB:CD:...) of the certificate an FTPS server presents, read on a connection of
-    its own without checking it: for the journal when the certificate was not trusted, so the
-    installer can compare it with the server's and pin it. None if it cannot be read."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    probe = ftplib.FTP_TLS(context=ctx, timeout=min(timeout, 10.0))
-    try:
-        probe.connect(host, port)
-        probe.auth()
-        return _colons(_certificate_fingerprint(probe.sock)) or None
-    except (ftplib.all_errors + (ssl.SSLError,)):
-        return None
-    finally:
-        probe.close()
-
-
-def _mlst_facts(resp: str) -> dict[str, str]:
-    """The facts of an MLST reply (lower-case keys). RFC 3659: "250-..." then
-    " fact=value;...; /path" then "250 End". Lenient about the leading space; a reply without
-    a type fact is "unknown" and callers fall back."""
-    for line in resp.splitlines():
-        text = line.strip()
-        if _STATUS_LINE.match(text) or "=" not in text:
-            continue
-        facts = {}
-        for fact in text.split(" ", 1)[0].split(";"):
-            key, sep, value = fact.partition("=")
-            if sep:
-                facts[key.strip().lower()] = value
-        return facts
-    return {}
-
-
-def _mlst_file(name: str, reply) -> RemoteFile | None:
-    if isinstance(reply, ftplib.Error):
-        return None
-    facts = _mlst_facts(reply)
-    if facts.get("type", "file").lower() != "file" or "size" not in facts:
-        return None
-    return RemoteFile(name, int(facts["size"]), _parse_mlst_time(facts.get("modify")))
-
-
-def _size_mdtm_file(name: str, size_reply, mdtm_reply) -> RemoteFile | None:
-    if isinstance(size_reply, ftplib.Error):
-        return None
-    try:
-        size = int(size_reply[3:].strip())
-    except ValueError:
-        return None
-    mtime = None if isinstance(mdtm_reply, ftplib.Error) else _parse_mlst_time(
-        mdtm_reply[4:].strip())
-    return RemoteFile(name, size, mtime, 1)
