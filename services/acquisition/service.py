@@ -62,6 +62,7 @@ class AcquisitionService(Service):
         self.writer = SpoolWriter(self.loop, self.spool)
         self.sealer = Worker(self.loop, "sealer")
         self.slots: Slots | None = None          # known once the spool is recovered
+        self._look_timer = None
         self.steps = StepWatch()
         self._start_floor: float | None = None
         self.poller: LinePoller | None = None
@@ -321,9 +322,14 @@ class AcquisitionService(Service):
     def _start_slots(self, last_sampled: float | None) -> None:
         """Sampling starts after the last slot sampled (before a restart, or before a backward
         step that came with it) and after the boundary before this start."""
-        floor = max(t for t in (self._start_floor, last_sampled) if t is not None)
-        self.slots = Slots(self.period, floor)
         now = self.gateway_clock.now()
+        # the time the spool's recovery took is not "periods without a sample": nothing was
+        # being sampled yet, and the first row takes what was read meanwhile
+        since_recovery = latest_boundary(now, self.period) - self.period
+        floor = max(t for t in (self._start_floor, last_sampled, since_recovery)
+                    if t is not None)
+        self.slots = Slots(self.period, floor)
+        self._rearm_look(self.slots.wait(now))
         if self.slots.held(now):
             log.warning("the clock (%s) is before the last sample (%s): no sample until it has "
                         "passed it", row_time(now), row_time(floor))
@@ -342,8 +348,12 @@ class AcquisitionService(Service):
             if due is not None:
                 self._sample(due)
         finally:                             # whatever happened, look again
-            wait = self.slots.wait(now) if self.slots is not None else RECHECK
-            self.loop.call_later(wait, self._look)
+            self._rearm_look(self.slots.wait(now) if self.slots is not None else RECHECK)
+
+    def _rearm_look(self, wait: float) -> None:
+        if self._look_timer is not None:
+            self._look_timer.cancel()
+        self._look_timer = self.loop.call_later(wait, self._look)
 
     def _clock_stepped(self, step: float, now: float, due: Due | None) -> None:
         skipped = due.skipped if due is not None else 0
