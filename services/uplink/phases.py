@@ -134,12 +134,13 @@ class Connection:
         return dict(found or {})
 
     def _from_snapshot(self, kind: str, names: list[str]) -> dict | None:
-        """The snapshot's entries of ``names``, if it has them all and the directory exists."""
+        """The snapshot's entries of ``names``, if it has them all; the directory is looked at
+        first when no session saw it yet (FtpDirectoryMissing if it is not there)."""
         ftp = self.ftp
         if ftp is None or not all((kind, n) in self._snapshot for n in names):
             return None
         if kind not in ftp.known_kinds:
-            return None
+            ftp.check_dir(kind)
         return {n: self._snapshot.pop((kind, n)) for n in names}
 
     def _error(self, row: str, error: BaseException) -> None:
@@ -189,13 +190,13 @@ class Connection:
                 self._save_known_server(self.ftp)
             except OSError as e:
                 log.warning("what was learnt of the FTP server is not remembered: %s", e)
+            try:
+                self.ftp.close()                 # QUIT: counted in the stats read below
+            except Exception:
+                pass
             ftp_stats = self.ftp.stats
             self.stats["ftp_commands"] += ftp_stats.get("commands", 0)
             self.stats["round_trips"] += ftp_stats.get("round_trips", 0)
-            try:
-                self.ftp.close()
-            except Exception:
-                pass
             self.ftp = None
 
     def abort(self) -> None:
