@@ -1,6 +1,6 @@
 """One daily connection of a prepared gateway data dir, timed: the gateway side of bench.connection.
 
-    python -m bench.connection_runner '{"data_dir": ..., "wall_start": ..., "timeout": ...}'
+    python -m bench.connection_runner '{"data_dir": ..., "wall_start": ..., "pipelining": true}'
 
 Runs in its own process so that ``bench.connection`` can start it inside a network namespace
 behind a slow link (``ip netns exec NS python -m bench.connection_runner ...``); on loopback it is
@@ -14,8 +14,15 @@ process does what the uplink service does for one connection: every phase of
 ``closing()``. The bus is a fake: ``acquisition.seal`` seals the spool (so the data and alarm
 files are made exactly as the acquisition service makes them), every other call is a no-op.
 
+``"pipelining": false`` turns ``FtpSettings.pipelining`` off for this run only, as
+``FTP_Pipelining=0`` would, but without touching the configuration files (which the connection
+compares with the server's copies, so an edited file would be uploaded again and change what is
+measured). Absent or true: the configuration's value (on by default).
+
 It prints one JSON line: total and per-phase wall time, phase outcomes, the FtpSession's
-``stats`` (commands, bytes sent and received), ``Connection.stats`` and the sealed files.
+``stats`` summed over its sessions (commands, round trips, pipelined and unanswered commands,
+connects, data connections, bytes sent and received, uploads), ``Connection.stats`` and the
+sealed files.
 """
 from __future__ import annotations
 
@@ -54,7 +61,8 @@ class FakeBus:
         return {}
 
 
-def run(data_dir: str | Path, wall_start: float, ntp_timeout: float = 3.0) -> dict:
+def run(data_dir: str | Path, wall_start: float, ntp_timeout: float = 3.0,
+        pipelining: bool | None = None) -> dict:
     data = Path(data_dir)
     t_real = time.time()
 
@@ -73,7 +81,10 @@ def run(data_dir: str | Path, wall_start: float, ntp_timeout: float = 3.0) -> di
     sessions: list[FtpSession] = []
 
     def ftp_factory(s):
-        session = FtpSession(FtpSettings.from_settings(s))
+        ftp_settings = FtpSettings.from_settings(s)
+        if pipelining is not None:
+            ftp_settings.pipelining = pipelining
+        session = FtpSession(ftp_settings)
         sessions.append(session)  # kept so that its stats can be read after closing()
         return session
 
@@ -120,8 +131,10 @@ def run(data_dir: str | Path, wall_start: float, ntp_timeout: float = 3.0) -> di
 
 def main(argv: list[str]) -> None:
     args = json.loads(argv[0])
+    pipelining = args.get("pipelining")
     result = run(args["data_dir"], float(args["wall_start"]),
-                 float(args.get("ntp_timeout", 3.0)))
+                 float(args.get("ntp_timeout", 3.0)),
+                 None if pipelining is None else bool(pipelining))
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
 

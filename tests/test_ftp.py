@@ -588,8 +588,8 @@ def test_tls_trust_cn_only_certificate_ca_file_and_pinning(payload, tmp_path):
 @pytest.mark.parametrize("pipelining", [True, False])
 @pytest.mark.parametrize("without", [(), ("MLST", "MLSD")], ids=["mlst", "size+mdtm"])
 def test_pipelined_commands_cost_one_round_trip(payload, tmp_path, pipelining, without):
-    """FEAT with TYPE, SIZE with RNFR, the stats of several files: one round trip each when
-    pipelined; the same answers one at a time (FTP_Pipelining=0)."""
+    """PASS with FEAT and TYPE, PASV with STOR, SIZE with RNFR, the stats of several files: one
+    round trip each when pipelined; the same answers one at a time (FTP_Pipelining=0)."""
     with FtpTestServer(without=without) as srv:
         srv.path("/CONFIG/a.ini").write_bytes(b"a" * 10)
         srv.path("/CONFIG/b.ini").write_bytes(b"b" * 20)
@@ -608,8 +608,8 @@ def test_pipelined_commands_cost_one_round_trip(payload, tmp_path, pipelining, w
         assert verbs[verbs.index("SIZE"):verbs.index("SIZE") + 3] == ["SIZE", "RNFR", "RNTO"]
         if pipelining:
             per_file = 1 if without == () else 2
-            # FEAT+TYPE, SIZE+RNFR, the three stats: 1 + 1 + (3 x per_file - 1) saved
-            assert stats["pipelined"] == 1 + 1 + 3 * per_file - 1
+            # PASS+FEAT+TYPE, PASV+STOR, SIZE+RNFR, the three stats
+            assert stats["pipelined"] == 2 + 1 + 1 + 3 * per_file - 1
         else:
             assert stats["pipelined"] == 0
         assert stats["round_trips"] == (stats["commands"] - stats["unanswered"]
@@ -625,3 +625,25 @@ def test_a_different_file_under_the_name_is_never_replaced(server, payload):
         with pytest.raises(FtpTransferError):
             ftp.upload("DATA", payload, tries=1)
     assert server.path("/DATA/" + payload.name).read_bytes() == b"someone else's file"
+
+
+def test_ftps_login_is_one_round_trip_and_the_password_waits_for_trust(payload):
+    """Under TLS, USER, PASS, PBSZ, PROT, FEAT and TYPE go together once the certificate is
+    trusted; a refused password is the error, whatever follows it."""
+    with FtpTestServer(tls=True) as srv:
+        with session(srv) as ftp:
+            ftp.upload("DATA", payload)
+            assert ftp.stats["pipelined"] >= 5
+        assert srv.commands[:7] == ["AUTH TLS", "USER gw", "PASS ******", "PBSZ 0", "PROT P",
+                                    "FEAT", "TYPE I"]
+        with pytest.raises(FtpConnectError) as info:
+            session(srv, password="wrong").connect()
+        assert info.value.reply.startswith("530")
+
+
+def test_plain_login_sends_user_alone_first():
+    """In plain FTP, a server that demands TLS refuses USER: the password is never sent."""
+    with FtpTestServer(tls=True) as srv:
+        with pytest.raises(FtpConnectError):
+            session(srv, tls=False).connect()
+        assert srv.commands == ["USER gw"]

@@ -188,9 +188,53 @@ class _CountingMixin:
         self._note_type(cmd)
         return resp
 
+    #: Send PASV and the transfer command back to back (FtpSettings.pipelining): the server
+    #: takes the data connection made after the transfer command, as RFC 959 allows.
+    pipeline_transfers = False
+
     def ntransfercmd(self, cmd, rest=None):
         self.stats["data_connections"] += 1
-        return super().ntransfercmd(cmd, rest)
+        if not (self.pipeline_transfers and self.passiveserver and rest is None):
+            return ftplib.FTP.ntransfercmd(self, cmd, rest)
+        passive = "PASV" if self.af == socket.AF_INET else "EPSV"
+        self.putcmd(passive)
+        self.putcmd(cmd)
+        self.stats["pipelined"] += 1
+        try:
+            reply = self.getresp()
+        except ftplib.Error:
+            self._drain_reply()                 # the transfer command's, to stay in step
+            raise
+        if passive == "PASV":
+            host, port = ftplib.parse227(reply)
+            if not self.trust_server_pasv_ipv4_address:
+                host = self.sock.getpeername()[0]
+        else:
+            host, port = ftplib.parse229(reply, self.sock.getpeername())
+        try:
+            conn = socket.create_connection((host, port), self.timeout,
+                                            source_address=self.source_address)
+        except OSError:
+            # The server may have refused the transfer command at once (550: no such
+            # directory) and closed its listener: its reply says why better than the socket.
+            self.getresp()
+            raise
+        try:
+            resp = self.getresp()
+            if resp[0] == "2":                  # a stray 200 before the 150 (see ftplib)
+                resp = self.getresp()
+            if resp[0] != "1":
+                raise ftplib.error_reply(resp)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, ftplib.parse150(resp) if resp[:3] == "150" else None
+
+    def _drain_reply(self) -> None:
+        try:
+            self.getresp()
+        except ftplib.Error:
+            pass
 
     def retrlines(self, cmd, callback=None):
         # Listings (LIST, MLSD) are data too.
@@ -214,8 +258,7 @@ class _TlsSession(_CountingMixin, ftplib.FTP_TLS):
         # ftplib.FTP_TLS starts a fresh TLS session on every data connection; vsftpd
         # (require_ssl_reuse, its default) and proftpd refuse that. Resume the control
         # connection's session instead, which servers that do not care accept as well.
-        self.stats["data_connections"] += 1
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        conn, size = _CountingMixin.ntransfercmd(self, cmd, rest)
         if self._prot_p:
             try:
                 conn = self.context.wrap_socket(conn, server_hostname=self.host,
@@ -299,17 +342,14 @@ class FtpSession:
             else:
                 ftp = _PlainSession(encoding="utf-8", timeout=st.timeout)
             ftp.stats = self._stats
+            ftp.pipeline_transfers = bool(st.pipelining)
             self._stats["connects"] += 1
             ftp.connect(st.host, st.port, timeout=st.timeout)
             if st.tls:
                 self._secure(ftp)
-            ftp.login(st.login, st.password)
-            if st.tls:
-                ftp.prot_p()
             ftp.set_pasv(st.passive)
-            if self._features is None:
-                self._ftp = ftp
-                self._login_pipeline(ftp)
+            self._ftp = ftp
+            self._login(ftp)
         except FtpError:
             if ftp is not None:
                 ftp.close()
@@ -344,23 +384,65 @@ class FtpSession:
                 f"TLS to {st.host}:{st.port}: certificate fingerprint {colons(got)} is not "
                 f"FTP_TlsFingerprint", why="fingerprint", fingerprint=colons(got))
 
-    def _login_pipeline(self, ftp: ftplib.FTP) -> None:
-        """FEAT and TYPE I in one round trip; and, when the features of this server are known
-        from an earlier session, the stats asked by :meth:`prefetch` in that round trip too."""
-        use_mlst = None
-        if self._prefetch_pairs and self.settings.pipelining and self._remembered_features:
-            feats = self._remembered_features
-            if "MLST" in feats:
-                use_mlst = True
-            elif "SIZE" in feats and "MDTM" in feats:
-                use_mlst = False
+    def _login(self, ftp: ftplib.FTP) -> None:
+        """Log in, protect the data channel (FTPS), read FEAT and set TYPE I: in one round trip
+        where it is safe. Under TLS the whole login is pipelined (the password is protected);
+        in plain FTP, USER goes alone first, so a server that demands TLS refuses it before the
+        password is sent in clear. When the server's features are known from an earlier
+        session, the stats asked by :meth:`prefetch` ride in the same round trip."""
+        st = self.settings
+        login: list[str] = []
+        if not st.pipelining:
+            ftp.login(st.login, st.password)
+            if st.tls:
+                ftp.prot_p()
+        elif st.tls:
+            login = ["USER " + st.login, "PASS " + st.password, "PBSZ 0", "PROT P"]
+        else:
+            if ftp.sendcmd("USER " + st.login)[0] == "3":
+                login = ["PASS " + st.password]
+        features = ["FEAT", "TYPE I"] if self._features is None else []
+        use_mlst = self._prefetch_plan() if features else None
         extra = self._stat_lines(self._prefetch_pairs, use_mlst) if use_mlst is not None else []
-        replies = self._pipeline(["FEAT", "TYPE I"] + extra)
-        self._read_features(replies[0])
-        if not isinstance(replies[1], BaseException):
-            ftp._type = "I"
+        replies = self._pipeline(login + features + extra)
+        self._check_login(ftp, login, replies[:len(login)])
+        if features:
+            feat, type_i = replies[len(login):len(login) + 2]
+            self._read_features(feat)
+            if not isinstance(type_i, BaseException):
+                ftp._type = "I"
         if extra and use_mlst == bool(self._has_mlst) and (use_mlst or self._has_mdtm):
-            self.prefetched = self._stat_parse(self._prefetch_pairs, replies[2:], use_mlst)
+            self.prefetched = self._stat_parse(self._prefetch_pairs,
+                                               replies[len(login) + 2:], use_mlst)
+
+    @staticmethod
+    def _check_login(ftp: ftplib.FTP, lines: list[str], replies: list) -> None:
+        """The replies to a pipelined login: the first refusal is the error (USER's, PASS's);
+        a USER answered 230 needs no PASS (its 503 is not an error)."""
+        user_done = False
+        for line, reply in zip(lines, replies):
+            verb = line.split(" ", 1)[0]
+            if verb == "USER" and isinstance(reply, str) and reply[0] == "2":
+                user_done = True
+                continue
+            if verb == "PASS" and user_done:
+                continue
+            if isinstance(reply, BaseException):
+                raise reply
+            if verb == "PROT":
+                ftp._prot_p = True
+
+    def _prefetch_plan(self) -> bool | None:
+        """How to stat the prefetched files in the login's round trip: MLST (True), SIZE and
+        MDTM (False), or not at all (None), from the features remembered."""
+        feats = self._remembered_features
+        if not (self._prefetch_pairs and self.settings.pipelining and feats):
+            return None
+        if "MLST" in feats:
+            return True
+        if "SIZE" in feats and "MDTM" in feats:
+            return False
+        return None
 
     def prefetch(self, pairs: list[tuple[str, str]]) -> None:
         """(kind, name) of files to stat at login, in the login's round trip when the server's
