@@ -88,6 +88,7 @@ class Connection:
         self.stamps = StampBook(self.state_dir)
         self.inbox = CommandInbox(self.state_dir)
         self.unavailable: set[str] = set()   # services that missed a call in this connection
+        self._snapshot: dict = {}            # (kind, name) -> RemoteFile | None, from the login
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -107,8 +108,6 @@ class Connection:
                 raise
             self.ftp = session
         return self.ftp
-
-    _snapshot: dict = {}
 
     def _snapshot_pairs(self) -> list[tuple[str, str]]:
         pairs = [("CMD", files.command_name(self.site))]
