@@ -517,7 +517,7 @@ class Server:
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._impl = FtpTestServer() if kind == "pyftpdlib" else ftp_daemons.LoopbackFtpd(kind)
+        self._impl = FtpTestServer() if kind == "pyftpdlib" else ftp_daemons.FtpDaemon(kind)
         self._seen = 0
 
     def __enter__(self) -> "Server":

@@ -273,7 +273,9 @@ class _Authorizer(DummyAuthorizer):
 
 def make_self_signed_cert(directory: str | os.PathLike, cn: str = "localhost", *,
                           san: bool = True) -> tuple[Path, Path]:
-    """Write ``cert.pem`` and ``key.pem`` (EC P-256, valid for localhost and 127.0.0.1).
+    """Write ``cert.pem`` and ``key.pem`` (EC P-256, valid for localhost and 127.0.0.1) in
+    ``directory``: the project's one certificate generator, for pyftpdlib here and for Debian's
+    vsftpd and proftpd (``sim.ftp_daemons``) in the tests.
 
     ``san=False``: the name only in the CN, no subjectAltName and no CA extensions, as many
     integrators' servers have (``openssl req -x509 -subj /CN=host`` on older OpenSSL).
@@ -291,8 +293,8 @@ def make_self_signed_cert(directory: str | os.PathLike, cn: str = "localhost", *
         openssl = shutil.which("openssl")
         if openssl is None:
             raise RuntimeError(
-                "FtpTestServer(tls=True) needs a certificate: install the 'cryptography' "
-                "package or the openssl command line") from None
+                "a self-signed certificate needs the 'cryptography' package or the openssl "
+                "command line") from None
         subprocess.run(
             [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-keyout", str(key_path), "-out", str(cert_path), "-days", "2",

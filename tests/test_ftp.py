@@ -5,13 +5,13 @@ import dataclasses
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from services.uplink.ftp import (FtpConnectError, FtpTlsError, FtpDirectoryMissing, FtpFileMissing,
                                  FtpNoSpace, FtpSession, FtpSettings, FtpTransferError,
                                  RemoteFile)
+from ftpd import fingerprint_of
 from sim.ftp_server import FtpTestServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -545,12 +545,6 @@ def test_active_mode_works(server, payload):
     assert server.path("/DATA/" + payload.name).read_bytes() == payload.read_bytes()
 
 
-def _sha256_of_pem(path) -> str:
-    import hashlib
-    import ssl
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(Path(path).read_text())).hexdigest()
-
-
 def test_tls_trust_cn_only_certificate_ca_file_and_pinning(payload, tmp_path):
     """An integrator's server: self-signed, its name only in the CN (no subjectAltName)."""
     with FtpTestServer(tls=True, cert_san=False) as srv:
@@ -563,7 +557,7 @@ def test_tls_trust_cn_only_certificate_ca_file_and_pinning(payload, tmp_path):
             session(srv, host="127.0.0.1").connect()
         assert "mismatch" in info.value.why.lower()
 
-        fingerprint = _sha256_of_pem(srv.certfile)
+        fingerprint = fingerprint_of(srv.certfile)
         openssl_style = ":".join(fingerprint[i:i + 2] for i in range(0, 64, 2)).upper()
         # pinned: accepted whatever the chain and the name; no CA file needed
         for pin in (fingerprint, openssl_style):

@@ -1,7 +1,7 @@
 """The uplink's FTP client against real Debian FTP daemons: vsftpd (no MLST/MLSD) and proftpd
 (MLST/MLSD), both requiring explicit FTPS with a self-signed certificate whose name is only in
 its CN (no subjectAltName), as integrators' servers often have. The daemons come from
-tests/setup/system.sh (run by ``make test``) and are started by tests/ftpd.py.
+tests/setup/system.sh (run by ``make test``) and are started by sim/ftp_daemons.py.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from ftpd import KINDS, FtpDaemon, self_signed_cert
+from ftpd import self_signed_cert
 from services.uplink.ftp import (FtpConnectError, FtpDirectoryMissing, FtpError, FtpSession,
                                  FtpSettings)
+from sim.ftp_daemons import KINDS, FtpDaemon
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,8 +3,8 @@
 vsftpd (no MLST/MLSD: SIZE, MDTM and LIST) and proftpd (MLST/MLSD), both requiring explicit FTPS
 with a self-signed certificate whose name is only in its CN (no subjectAltName), as integrators'
 servers often have. The daemons come from tests/setup/system.sh (run by ``make test``) and are
-started by tests/ftpd.py; the gateway is the phase tests' harness (tests/uplink_harness.py), set up
-with the configuration keys an installer uses (FTP_Tls, FTP_TlsFingerprint, FTP_TlsCaFile,
+started by sim/ftp_daemons.py; the gateway is the phase tests' harness (tests/uplink_harness.py),
+set up with the configuration keys an installer uses (FTP_Tls, FTP_TlsFingerprint, FTP_TlsCaFile,
 FTP_Pipelining, FTP_Dir*). Journal rows are the manual's, verbatim, each error followed by its
 reason row (services/uplink/reasons.py); what reached the server is checked on the daemon's disk.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ftpd import DIRS, FTP_USER, KINDS, FtpDaemon, self_signed_cert
+from ftpd import self_signed_cert
+from sim.ftp_daemons import DIRS, FTP_USER, KINDS, FtpDaemon
 from statecharts.connection import PHASES
 # The harness's ntp_server fixture is imported to be found by pytest.
 from uplink_harness import (DEF_NAME, DEFINITION, SITE, Gateway, ntp_server,  # noqa: F401
@@ -36,20 +37,6 @@ ROW_TIME = r"\d\d/\d\d/\d\d-\d\d:\d\d:\d\d"
 
 
 # ------------------------------------------------------------------------------ daemons
-class Daemon(FtpDaemon):
-    """An FtpDaemon that can be started again on the same served tree after :meth:`kill`
-    (ftpd.py's start() makes a new temp directory): the files a killed server left, a partial
-    ``.tmp`` included, are there for the next session, as on a real server that comes back."""
-
-    def restart(self, extra: tuple[str, ...] = ()) -> None:
-        self.extra = tuple(extra)
-        self._prepare = lambda account: None     # keep self.dir, self.files, the passive ports
-        try:
-            self.start()                         # a new free port
-        finally:
-            del self._prepare
-
-
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
     """(cert_path, key_path, sha256 hex) of a self-signed certificate, CN=localhost, no SAN."""
@@ -471,7 +458,7 @@ def _random_rows(gw: Gateway, rows: int) -> Path:
 def test_server_killed_mid_upload_then_back(kind, cert, ntp_server, tmp_path):
     path, key, _ = cert
     # The transfer is slowed down by the server, so that it is surely under way at the kill.
-    with Daemon(kind, tls=True, cert=path, key=key, extra=RATE_LIMIT[kind]) as srv:
+    with FtpDaemon(kind, tls=True, cert=path, key=key, extra=RATE_LIMIT[kind]) as srv:
         gw = gateway(tmp_path, srv, ntp_server, cert)
         data = _random_rows(gw, 3000)
         content = data.read_bytes()
@@ -507,8 +494,9 @@ def test_server_killed_mid_upload_then_back(kind, cert, ntp_server, tmp_path):
         assert gw.outbox("DATA") == [data.name] and data.read_bytes() == content
         assert gw.server_files("/DATA") in ([], [data.name + ".tmp"])   # nothing final
 
-        # The server comes back (on another port, as a restarted container would).
-        srv.restart()
+        # The server comes back on the files it left (a partial .tmp included), on another
+        # port as a restarted container would, and without the rate limit.
+        srv.restart(extra=())
         gw.store.update({"FTP_Port": str(srv.port)})
         before = len(srv.commands())
         n = len(gw.messages())

@@ -3,13 +3,13 @@
 # is in place it only checks, in a fraction of a second.
 #
 # - chronyd, faketime, openssl: installed with apt.
-# - Two real FTP daemons, vsftpd and proftpd (tests/ftpd.py runs them in the foreground on
+# - Two real FTP daemons, vsftpd and proftpd (sim/ftp_daemons.py runs them in the foreground on
 #   loopback, never as system services). Their packages all "Conflict: ftp-server", so apt
 #   cannot install both: apt installs only their library dependencies, and the packages
 #   themselves (vsftpd, proftpd-core, and proftpd-mod-crypto for mod_tls.so) are downloaded
 #   and unpacked with dpkg-deb -x into .venv/debian/ (git-ignored, removed by `make clean`).
 #   Nothing of them is configured, enabled or started by this script.
-# - A system user for the daemons' logins (see FTP_USER/FTP_PASSWORD in tests/ftpd.py), with
+# - A system user for the daemons' logins (see FTP_USER/FTP_PASSWORD in sim/ftp_daemons.py), with
 #   no shell, and a PAM service of our own for vsftpd (pam_unix only).
 #
 # Run as root to install what is missing (as in CI); as another user it only reports what is
@@ -20,7 +20,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 dest="$repo/.venv/debian"
 
-# Test-only account: these two values are repeated in tests/ftpd.py.
+# Test-only account and PAM service: these values are repeated in sim/ftp_daemons.py (FTP_USER,
+# FTP_PASSWORD, PAM_SERVICE), which starts the daemons for the tests and the benchmark.
 ftp_user="ticgw-ftp"
 ftp_password="ticgw-ftp-test"
 pam_service="/etc/pam.d/ticgw-ftp"
