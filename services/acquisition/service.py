@@ -31,7 +31,7 @@ from .panel import FrontPanel
 from .poller import LinePoller
 from .sampler import Alarm
 from .slots import (RECHECK, Due, Slots, StepWatch, latest_boundary, load_last_slot,
-                    save_last_slot, skipped_message, step_message)
+                    save_last_slot, step_message)
 from .spool import Spool
 from .writer import SpoolWriter
 
@@ -343,8 +343,10 @@ class AcquisitionService(Service):
             if step is not None:
                 self._clock_stepped(step, now, due)
             elif due is not None and due.skipped:
-                log.warning("%d sampling period(s) went by without a sample", due.skipped)
-                self.journal(skipped_message(due.skipped))
+                # the loop was late (a loaded machine): the process log says so; the journal
+                # is for what an installer acts on (clock steps, journaled above)
+                log.warning("%d sampling period(s) went by without a sample (the service was "
+                            "late); the next row covers them", due.skipped)
             if due is not None:
                 self._sample(due)
         finally:                             # whatever happened, look again
