@@ -1,7 +1,8 @@
 """`make demo`: a whole gateway on simulated parts, in var/demo/.
 
 Three simulated meters of different families (CBEMM-ICC and CBETM in historic mode, a Linky in
-standard mode) served on pseudo-terminals, the demo remote server (FTP, Web Services, NTP), the
+standard mode) served on pseudo-terminals, a simulated LTE modem (its SIM asks for PIN 1234) that
+every connection goes through (*Modem* mode), the demo remote server (FTP, Web Services, NTP), the
 bus broker and the gateway's services, launched by honcho from Procfile.demo. The demo samples
 every 20 s and connects to the server every 2 minutes, so that files show up quickly.
 
@@ -32,6 +33,8 @@ DEMO_PROCESSES = (
                "--link $TICGW_RUN/ttyTIC2"),
     ("meter3", "ticgw sim meter --family LINKY --mode standard --seed 3 "
                "--link $TICGW_RUN/ttyTIC3"),
+    ("modemsim", "ticgw sim modem --sim PIN --pin 1234 --tech LTE --signal 18 "
+                 "--link $TICGW_RUN/ttyMODEM --control $TICGW_RUN/modem.ctl"),
     ("server", "ticgw sim server --root $TICGW_DEMO_SERVER --command-file "
                "sim/demo_files/WEBDYN_CMD.csv --ftp-port $TICGW_DEMO_FTP_PORT --http-port "
                "$TICGW_DEMO_HTTP_PORT --ntp-port $TICGW_DEMO_NTP_PORT --user demo "
@@ -55,6 +58,10 @@ def prepare(demo: Path = DEMO, ports: dict | None = None, **settings) -> dict[st
         "FTP_Login": "demo", "FTP_Password": "demo",
         "NTP_Server1": "127.0.0.1:%d" % ports["ntp"], "NTP_Server2": "",
         "WebService_Enable": "1", "WebService_Url": "http://127.0.0.1:%d/" % ports["http"],
+        # through the simulated modem: the manual's example subscription (section 9)
+        "Connection_Mode": "modem", "Modem_Port": str(run / "ttyMODEM"), "SIM_Pin": "1234",
+        "GPRS_Number": "*99***1#", "GPRS_Apn": "m2minetnat", "GPRS_Login": "sfr",
+        "GPRS_Password": "sfr",
     }
     for n in (1, 2, 3):
         changes["TIC_Port[%d]" % n] = str(run / ("ttyTIC%d" % n))

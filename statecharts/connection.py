@@ -44,6 +44,7 @@ TRANSITIONS = tuple(
        for outcome in ("done", "failed")]
     + [{"trigger": "abort", "source": list(PHASES), "dest": "closing"},
        {"trigger": "deadline", "source": list(PHASES), "dest": "closing"},
+       {"trigger": "link_lost", "source": list(PHASES), "dest": "closing"},
        {"trigger": "finished", "source": "closing", "dest": "idle"},
        {"trigger": "fault", "source": list(PHASES), "dest": "closing"},
        {"trigger": "fault", "source": "closing", "dest": "idle"},

@@ -85,6 +85,11 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
     assert journal[:3] == ["Sauvegarde de la configuration..."] * 3
     assert journal[3] == "Demande de connexion..." and "Connexion terminée" in journal
     assert any(m.startswith("Dépôt du fichier de données ") for m in journal)
+    # through the simulated modem (Modem mode): its link up, its signal, then down
+    wan = journal.index("Connexion modem GPRS...")
+    assert journal[wan + 1] == "Connexion établie"
+    assert journal[wan + 2] == "Modem : signal 18, RSRP -95 dBm, LTE, Orange F"
+    assert journal.index("Déconnexion modem...") < journal.index("Connexion terminée")
 
     # 3. the server's data files hold exactly the sampled rows reported before the connection
     started = next(e["ts"] for e in events.of("task.started")
@@ -157,6 +162,7 @@ def test_front_panel_install_button_and_whole_gateway_restart(demo_gateway):
     assert {s: call(env, run, s, "ping")["pid"] for s in pids} == pids   # execv: same pids
     text = "".join(output)
     restarts = [l for l in output if "restarting: " in l]
-    assert [("acquisition" in l, "uplink" in l) for l in restarts] == [(False, True),
-                                                                      (True, False)]
+    restarted = [next(s for s in ("acquisition", "modem", "uplink") if s in l) for l in restarts]
+    # every other service, then the one asked (the acquisition) last
+    assert sorted(restarted[:-1]) == ["modem", "uplink"] and restarted[-1] == "acquisition"
     assert "exited with code" not in text           # honcho never saw a process end

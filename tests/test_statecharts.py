@@ -3,7 +3,7 @@ import pytest
 
 import statecharts
 from ticgw import registry
-from statecharts import activity, connection, tic_input
+from statecharts import activity, connection, modem, tic_input
 
 
 @pytest.mark.parametrize("name", registry.charts(registry.BUILTIN))
@@ -36,7 +36,7 @@ def all_paths(chart):
             yield s, t["trigger"], t["dest"]
 
 
-CHARTS = [activity, tic_input, connection]
+CHARTS = [activity, tic_input, connection, modem]
 
 
 def name_of(chart):
@@ -87,9 +87,10 @@ def test_fault_path_and_timeouts_are_declared(chart):
 def test_every_callback_exists_on_the_models_the_services_use():
     from services.acquisition.inputs import TicInput
     from services.runtime.service import _Activity
+    from services.modem.service import ModemModel
     from services.uplink.service import ConnectionModel
     for chart, model in ((activity, _Activity), (tic_input, TicInput),
-                         (connection, ConnectionModel)):
+                         (connection, ConnectionModel), (modem, ModemModel)):
         for where, name in statecharts.callbacks(chart):
             assert callable(getattr(model, name, None)), "%s: %s.%s (%s)" % (
                 chart.NAME, model.__name__, name, where)

@@ -68,7 +68,8 @@ def test_wan_modem_ok_then_disconnect_at_closing(gw):
     conn = gw.connection()
     assert conn.wan() == "done"
     conn.closing()
-    assert gw.messages() == ["Connexion modem GPRS...", "Connexion établie", "Déconnexion modem...",
+    assert gw.messages() == ["Connexion modem GPRS...", "Connexion établie",
+                             "Modem : signal inconnu", "Déconnexion modem...",
                              "Connexion terminée", "Reprise de l'acquisition de données..."]
     assert gw.bus.methods() == [("modem", "connect"), ("modem", "disconnect"),
                                 ("acquisition", "resume")]

@@ -89,6 +89,25 @@ ACQUISITION = ServiceSpec(
     ),
 )
 
+MODEM = ServiceSpec(
+    "modem",
+    "the cellular module, its SIM and signal, and the data link of a connection in Modem mode "
+    "(manual 10.4.1)",
+    "services.modem",
+    charts=("modem",),
+    commands=(
+        Command("modem", "connect", "bring the data link up (Connexion modem GPRS...); the "
+                "reply comes once it is up, or is a refusal saying why it cannot be", {},
+                {"state": "Connecté", "signal": "0..31 or None (unknown)",
+                 "technology": "2G, 3G, LTE, LTE-M or NB-IoT", "operator": "network name",
+                 "rsrp": "dBm", "warning": "2G/3G switch-off warning, or None"}),
+        Command("modem", "disconnect", "hang the data link up (Déconnexion modem...)", {},
+                {"state": "Standby"}),
+        Command("modem", "history", "the signal over the last 24 hours", {},
+                {"points": "[epoch s, signal 0..31 or None, technology] a minute apart"}),
+    ),
+)
+
 UPLINK = ServiceSpec(
     "uplink",
     "runs connections to the remote server, phase by phase (manual 10.3.2)",
@@ -124,7 +143,7 @@ def register(spec: ServiceSpec) -> ServiceSpec:
 
 
 #: The gateway's own services (what this file declares), in order.
-BUILTIN: tuple[ServiceSpec, ...] = (ACQUISITION, UPLINK)
+BUILTIN: tuple[ServiceSpec, ...] = (ACQUISITION, MODEM, UPLINK)
 
 for _spec in BUILTIN:
     register(_spec)

@@ -514,6 +514,7 @@ class FtpSession:
             except OSError:
                 pass
         self._dead = True
+        self._aborted = True                 # and no reconnection: the connection is over
 
     def _drop(self) -> None:
         if self._ftp is not None:
@@ -525,8 +526,12 @@ class FtpSession:
         st = self.settings
         return trust_context(st.tls_cafile, st.tls_fingerprint, st.tls_verify)
 
+    _aborted = False
+
     def _ensure(self) -> ftplib.FTP:
-        """The live ftplib session; reconnects if the previous one died."""
+        """The live ftplib session; reconnects if the previous one died (not after abort())."""
+        if self._aborted:
+            raise FtpConnectError("the connection was cut short: no new FTP session")
         if not self.connected:
             self.connect()
         return self._ftp

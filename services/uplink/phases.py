@@ -38,6 +38,8 @@ MAX_BYTES = {"CMD": 64 * 1024, "CONFIG": 256 * 1024, "DEF": 256 * 1024,
 #: not asked again in that connection (a dead acquisition must not hold the task lock).
 PEER_TIMEOUT = 5.0
 SEAL_TIMEOUT = 15.0
+#: Seconds the modem may take to bring its data link up (registration, dial).
+MODEM_CONNECT_TIMEOUT = 150.0
 
 
 class PeerUnavailable(Exception):
@@ -89,6 +91,7 @@ class Connection:
         self.inbox = CommandInbox(self.state_dir)
         self.unavailable: set[str] = set()   # services that missed a call in this connection
         self._snapshot: dict = {}            # (kind, name) -> RemoteFile | None, from the login
+        self.modem_up = False                # the modem's data link was brought up for us
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -276,11 +279,16 @@ class Connection:
         if self.settings.connection_mode == "modem":
             self.journal("Connexion modem GPRS...")
             try:
-                self.bus_call("modem", "connect", timeout=120.0)
+                link = self.bus_call("modem", "connect", timeout=MODEM_CONNECT_TIMEOUT) or {}
             except Exception as e:
                 log.warning("modem: %s", e)
                 self.journal("Erreur de connexion WAN")
+                self.journal(_modem_refusal(e))
                 return "abort"
+            self.modem_up = True
+            self.journal("Connexion établie")
+            self.journal(modem_detail(link))
+            return "done"
         self.journal("Connexion établie")
         return "done"
 
@@ -746,7 +754,7 @@ class Connection:
         if failure:
             self.journal(failure)
         self.close()
-        if self.settings.connection_mode == "modem":
+        if self.settings.connection_mode == "modem" and self.modem_up:
             self.journal("Déconnexion modem...")
             try:
                 self.bus_call("modem", "disconnect", timeout=30.0)
@@ -796,3 +804,27 @@ def _debug_snapshot(data_dir: Path) -> bytes:
 
 def _worse(a: str, b: str) -> str:
     return "failed" if "failed" in (a, b) else "done"
+
+
+def _modem_refusal(error: BaseException) -> str:
+    """The row after *Erreur de connexion WAN*: the modem's own reason."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    if isinstance(error, BusTimeout):
+        return "Modem : pas de réponse du service modem"
+    return text if text.startswith("Modem") or text.startswith("Type de modem") else (
+        "Modem : %s" % text)
+
+
+def modem_detail(link: dict) -> str:
+    """The detail row after *Connexion établie* in Modem mode: signal and technology."""
+    signal = link.get("signal")
+    parts = ["signal %s" % ("inconnu" if signal is None else signal)]
+    if link.get("rsrp") is not None:
+        parts.append("RSRP %.0f dBm" % link["rsrp"])
+    for key in ("technology", "operator"):
+        if link.get(key):
+            parts.append(str(link[key]))
+    text = "Modem : " + ", ".join(parts)
+    if link.get("warning"):
+        text += " (attention : %s)" % link["warning"]
+    return text

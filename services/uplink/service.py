@@ -39,6 +39,7 @@ TAIL = 200
 #: The journal rows of a connection cut short (not in the manual, which has no such case).
 FAULT_ROW = "Erreur interne de la passerelle : connexion interrompue"
 DEADLINE_ROW = "Connexion interrompue : durée maximale dépassée"
+LINK_LOST_ROW = "Connexion interrompue : perte de la liaison modem"
 
 
 class ConnectionModel:
@@ -65,7 +66,7 @@ class ConnectionModel:
 
 class UplinkService(Service):
     name = "uplink"
-    subscriptions = ("alarm.raised", "spool.written", "task.ended", "journal")
+    subscriptions = ("alarm.raised", "spool.written", "task.ended", "journal", "modem.state")
 
     def __init__(self, config, **kw):
         super().__init__(config, **kw)
@@ -156,9 +157,23 @@ class UplinkService(Service):
                 self._alarm_soon(1.0)
             elif int(self.settings.connection_on_data_acquisition):
                 self.loop.call_later(1.0, self.try_connect, "acquisition")
+        elif topic == "modem.state":
+            self._modem_state(data)
         elif topic == "task.ended":
             if self.pending_reason and self.conn_model.state == "idle":
                 self.loop.call_later(0.2, self._start_pending)
+
+    def _modem_state(self, data: dict) -> None:
+        """The modem's data link dropped while a connection used it: cut the connection short
+        (files stay queued for the next one)."""
+        conn = self.current
+        if (conn is None or not getattr(conn, "modem_up", False)
+                or data.get("machine") != "modem" or data.get("previous") != "connected"
+                or data.get("state") == "disconnecting"):
+            return
+        if self.conn_model.state not in ("idle", "closing"):
+            log.warning("the modem's link dropped (%s): connection cut short", data.get("state"))
+            self.fire("connection", "link_lost")
 
     def on_stop(self) -> None:
         if self.current is not None:
@@ -273,7 +288,8 @@ class UplinkService(Service):
 
     def close_connection(self, trigger: str) -> None:
         conn = self.current
-        failure = {"fault": FAULT_ROW, "deadline": DEADLINE_ROW}.get(trigger)
+        failure = {"fault": FAULT_ROW, "deadline": DEADLINE_ROW,
+                   "link_lost": LINK_LOST_ROW}.get(trigger)
         if failure:
             conn.failed = True
         self.session.cancel()                    # a phase still running is cut short

@@ -26,8 +26,8 @@ ftp_user="ticgw-ftp"
 ftp_password="ticgw-ftp-test"
 pam_service="/etc/pam.d/ticgw-ftp"
 
-tools=(chronyd faketime openssl useradd chpasswd)
-tool_packages=(chrony faketime openssl)
+tools=(chronyd faketime openssl useradd chpasswd chat pppd)
+tool_packages=(chrony faketime openssl ppp)
 daemon_packages=(vsftpd proftpd-core proftpd-mod-crypto)
 # Files that must exist in $dest, and the ELF files whose libraries must all resolve.
 daemon_files=(usr/sbin/vsftpd usr/sbin/proftpd usr/lib/proftpd/mod_tls.so)

@@ -19,7 +19,8 @@ from ticgw import __version__
 COMMANDS = ("ticgw.cli.decode", "ticgw.cli.config", "ticgw.cli.statecharts", "ticgw.cli.bus",
             "ticgw.cli.procfile")
 #: Command groups: `ticgw sim meter ...`; each module adds its commands under the group.
-GROUPS = {"sim": ("simulators (meters, modem, server)", ("sim.cli", "sim.server_cli"))}
+GROUPS = {"sim": ("simulators (meters, modem, server)",
+                  ("sim.cli", "sim.server_cli", "sim.modem_cli"))}
 
 
 def command_of(argv: list[str]) -> str | None:

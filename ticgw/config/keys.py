@@ -82,6 +82,9 @@ DECLARED: tuple[Key, ...] = (
     _k("Modem_Port", _C, t.SerialPort(), "",
        "Serial port of the cellular modem's AT interface (device path or pyserial URL); "
        "required when Connection_Mode=modem", "Modem"),
+    _k("Modem_RecoveryMax", _C, t.Int(1, 100), 6,
+       "Recovery steps a day at most (redial, radio off and on, module reset) before the modem "
+       "waits, with an alarm, for the next day or a new configuration", "Modem"),
     _k("SIM_Pin", _C, t.Text(max_len=8, pattern=_PIN, doc="4 to 8 digits"), "",
        "PIN code of the SIM card; empty when the SIM has no PIN", "Modem", secret=True),
     _k("GPRS_Number", _C, t.Text(empty=False, max_len=32, pattern=_DIAL,
