@@ -287,3 +287,27 @@ def test_the_recovery_ladder_stops_at_its_daily_cap(gw):
     assert reach(d, "held", tick=5.0) == "held"
     assert journaled(gw, d, "Modem : limite quotidienne de 3 relances atteinte, modem en attente")
     assert d.svc.status()["recoveries_today"] == 3
+
+
+def test_a_generic_module_gives_its_iccid_through_crsm_and_its_pin_attempts_by_cpinr(gw):
+    gw.settings(SIM_Pin=PIN)
+    d = gw.start(dialect="generic", sim="PIN", pin_tries=2)
+    reach(d, "standby")
+    st = d.svc.status()
+    assert st["iccid"] == "89330123456789012345"          # nibble-swapped in +CRSM
+    assert "AT+CRSM=176,12258,0,0,10" in gw.modem.commands
+    assert gw.modem.commands.count('AT+CPIN="%s"' % PIN) == 1
+
+
+def test_signal_history_for_the_chart(gw):
+    d = gw.start()
+    reach(d, "standby")
+    for signal in (12, 25):
+        gw.modem.set(signal=signal)
+        d.advance(61.0)                   # a poll a minute later
+        d.run_until(lambda: d.svc.history and d.svc.history[-1][1] == signal,
+                    what="signal %d in the history" % signal)
+    points, error = call(d, "history")
+    assert error is None
+    assert [p[1] for p in points["points"]][-2:] == [12, 25]
+    assert all(p[2] == "LTE" for p in points["points"])

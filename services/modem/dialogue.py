@@ -18,6 +18,8 @@ ICCID_COMMANDS = {"quectel": [("AT+QCCID", "+QCCID:")], "simcom": [("AT+CCID", "
                   "huawei": [("AT^ICCID?", "^ICCID:")], "sierra": [("AT+ICCID", "ICCID:")]}
 PIN_ATTEMPTS = {"quectel": ('AT+QPINC="SC"', "+QPINC:"), "simcom": ("AT+SPIC", "+SPIC:"),
                 "u-blox": ("AT+UPINCNT", "+UPINCNT:")}
+#: 27.007's own (Rel-8 +CPINR), for the others.
+PIN_ATTEMPTS_STANDARD = ('AT+CPINR="SIM PIN"', "+CPINR:")
 
 
 class Gone(Exception):
@@ -283,9 +285,7 @@ def _sim_state(svc) -> str:
 
 
 def _pin_attempts(svc) -> int | None:
-    vendor = PIN_ATTEMPTS.get(_vendor(svc))
-    if vendor is None:
-        return None
+    vendor = PIN_ATTEMPTS.get(_vendor(svc), PIN_ATTEMPTS_STANDARD)
     return _parsed(answers.parse_pin_attempts, _quiet(svc, vendor[0], expect=vendor[1]), None)
 
 

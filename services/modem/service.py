@@ -70,6 +70,7 @@ class ModemModel:
         self.svc.work("register", dialogue.register)
 
     def supervise(self, event):
+        self.svc.machines.rearm("modem")        # the next poll (a poll is an internal transition)
         self.svc.supervised()
         self.svc.work("supervise", dialogue.supervise)
 
@@ -83,6 +84,7 @@ class ModemModel:
         self.svc.link_up()
 
     def watch_link(self, event):
+        self.svc.machines.rearm("modem")
         self.svc.work("watch_link", dialogue.watch_link)
 
     def hang_up(self, event):
