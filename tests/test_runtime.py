@@ -96,7 +96,7 @@ def test_one_registry_entry_is_all_a_new_service_needs():
                          text=True, timeout=60, env=child_env("/tmp/r"), cwd=str(REPO))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["key Bus_Echo", "procfile echo: python -m tests.echo_service",
-                                       "charts activity,tic_input,connection,echo"]
+                                       "charts activity,tic_input,modem,connection,echo"]
 
 
 def test_service_in_process(ctx, run_dir, broker, tmp_path):
