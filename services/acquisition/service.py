@@ -43,6 +43,8 @@ DETECTION_TIMEOUT = 90.0
 
 class AcquisitionService(Service):
     name = "acquisition"
+    #: Alarms other services raise (the modem at its recovery cap) go into the alarm file too.
+    subscriptions = ("alarm.raised",)
 
     def __init__(self, config, *, probe_scale: float = 1.0, opener=serial.serial_for_url,
                  inputs=None, **kw):
@@ -388,14 +390,23 @@ class AcquisitionService(Service):
         self.publish("spool.written", input=rec["input"], seq=rec["seq"],
                      time=row_time(rec["t"], self.spool.euro), columns=rec["cols"])
 
-    def raise_alarm(self, alarm: Alarm) -> None:
+    def on_event(self, topic: str, env: dict) -> None:
+        if topic == "alarm.raised" and env.get("src") != self.name:
+            data = env.get("data") or {}
+            self.raise_alarm(Alarm(self.gateway_clock.now(), str(data.get("source", "GATEWAY")),
+                                   "", str(data.get("code", "ALARME")), 0,
+                                   str(data.get("detail", ""))), publish=False)
+
+    def raise_alarm(self, alarm: Alarm, publish: bool = True) -> None:
         """Write the alarm; once it is on disk, publish it."""
         rec = self.spool.alarm(alarm.time, alarm.source, alarm.definition, alarm.name,
                                alarm.index, alarm.value)
 
         def written(rec):
-            self.publish("alarm.raised" if alarm.raised else "alarm.cleared", code=alarm.name,
-                         source=alarm.source, detail=alarm.value, seq=rec["seq"])
+            if publish:                         # another service's alarm was published by it
+                self.publish("alarm.raised" if alarm.raised else "alarm.cleared",
+                             code=alarm.name, source=alarm.source, detail=alarm.value,
+                             seq=rec["seq"])
         self.writer.append(rec, written)
 
     def frame_pulse(self, inp: TicInput) -> None:

@@ -232,8 +232,9 @@ class ModemService(Service):
         step = self.ladder.next_step()
         if step is None:
             self.journal(CAPPED_ROW % self.ladder.cap)
-            self.publish("alarm.raised", code="MODEM", source="MODEM",
-                         detail=CAPPED_ROW % self.ladder.cap)
+            # the acquisition writes it into the alarm file (it follows alarm.raised)
+            self.publish("alarm.raised", code="MODEM_EN_ATTENTE", source="MODEM",
+                         detail="%d relances" % self.ladder.cap)
             self.loop.post(self.fire, "modem", "capped")
             return
         self.journal(ROWS[step])
