@@ -44,13 +44,13 @@ import dataclasses
 import errno
 import logging
 import os
-import pty
 import re
 import select
 import threading
 import time
-import tty
 from dataclasses import dataclass
+
+from .pty_port import PtyPort
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class PtyModem:
 
     def __init__(self, link: str | None = None, **state):
         self.link = link
+        self._port = PtyPort(link)
         self.state = ModemState()
         self._check(state)
         for k, v in state.items():
@@ -202,7 +203,7 @@ class PtyModem:
     # -- lifecycle --------------------------------------------------------------------------------
     @property
     def path(self) -> str:
-        return self.link or self.slave_name or ""
+        return self._port.path
 
     @property
     def running(self) -> bool:
@@ -256,34 +257,13 @@ class PtyModem:
         self.stop()
 
     def _open(self) -> None:
-        master, slave = pty.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self.master, self.slave = master, slave
-        self.slave_name = os.ttyname(slave)
-        if self.link:
-            tmp = "%s.tmp%d" % (self.link, os.getpid())
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            os.symlink(self.slave_name, tmp)
-            os.replace(tmp, self.link)
+        self._port.open()
+        self.master, self.slave, self.slave_name = (self._port.master, self._port.slave,
+                                                    self._port.slave_name)
         log.info("modem (%s) on %s", self.state.dialect, self.path)
 
     def _close(self) -> None:
-        if self.link:
-            try:
-                if os.path.islink(self.link) and os.readlink(self.link) == self.slave_name:
-                    os.unlink(self.link)
-            except OSError:
-                pass
-        for fd in (self.master, self.slave):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        self._port.close()
         self.master = self.slave = None
         self.data_mode = self.online = False
 

@@ -29,15 +29,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import pty
 import select
 import termios
 import threading
 import time
-import tty
 from dataclasses import dataclass
 
 from .meters import LinePacer, LineView, Meter
+from .pty_port import PtyPort
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +84,7 @@ class PtyMeter:
                  tick: float = 0.005):
         self.meter = meter
         self.link = link
+        self._port = PtyPort(link)
         self.speed = speed
         self.tick = tick
         self.pacer = LinePacer(meter, speed=speed)
@@ -101,7 +101,7 @@ class PtyMeter:
     # -- lifecycle -----------------------------------------------------------------------------
     @property
     def path(self) -> str:
-        return self.link or self.slave_name or ""
+        return self._port.path
 
     @property
     def running(self) -> bool:
@@ -152,8 +152,12 @@ class PtyMeter:
 
     # -- pty -----------------------------------------------------------------------------------
     def _open(self) -> None:
-        master, slave = pty.openpty()
-        tty.setraw(slave)
+        self._port.open(self._line_settings)
+        self.master, self.slave, self.slave_name = (self._port.master, self._port.slave,
+                                                    self._port.slave_name)
+        log.info("meter %s on %s", self.meter.describe(), self.path)
+
+    def _line_settings(self, slave: int) -> None:
         attrs = termios.tcgetattr(slave)
         # the meter's own settings, so a reader that does not configure the port reads frames
         attrs[2] = (attrs[2] & ~(termios.CSIZE | termios.PARODD | termios.CSTOPB
@@ -162,32 +166,9 @@ class PtyMeter:
         if const is not None:
             attrs[4] = attrs[5] = const
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        os.set_blocking(master, False)
-        self.master, self.slave = master, slave
-        self.slave_name = os.ttyname(slave)
-        if self.link:
-            tmp = "%s.tmp%d" % (self.link, os.getpid())
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            os.symlink(self.slave_name, tmp)
-            os.replace(tmp, self.link)
-        log.info("meter %s on %s", self.meter.describe(), self.path)
 
     def _close(self) -> None:
-        if self.link:
-            try:
-                if os.path.islink(self.link) and os.readlink(self.link) == self.slave_name:
-                    os.unlink(self.link)
-            except OSError:
-                pass
-        for fd in (self.master, self.slave):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        self._port.close()
         self.master = self.slave = None
 
     # -- writer ----------------------------------------------------------------------------------

@@ -31,8 +31,9 @@ name it (`MM`), so the page reads the same whatever drives the modem.
   a daily cap; at the cap, an alarm and `held` until the next day or a new configuration.
 
 Failure states are *held* (retrying cannot help: `sim_error`, `sim_pin`, `sim_puk`,
-`pin_refused`; they wait for a new configuration) or *transient* (`no_answer`, `no_network`,
-`registration_denied`, `dial_refused`: `retry` after a capped backoff). The modem vanishing from
+`pin_refused`; they wait for a new configuration) or *transient* (`retry` after a capped
+backoff): `no_answer` probes again (nothing can be sent to a module that does not answer);
+`no_network`, `registration_denied` and `dial_refused` climb the recovery ladder. The modem vanishing from
 its port (`gone`) goes to `no_answer` from any state.
 """
 
@@ -97,7 +98,9 @@ TRANSITIONS = (
         "connected", "attaching", "dialing")], "dest": None},
     {"trigger": "recovered", "source": "recovering", "dest": "probing"},
     {"trigger": "capped", "source": "recovering", "dest": "held"},
-    {"trigger": "retry", "source": list(TRANSIENT), "dest": "recovering"},
+    {"trigger": "retry", "source": "no_answer", "dest": "probing"},
+    {"trigger": "retry", "source": [s for s in TRANSIENT if s != "no_answer"],
+     "dest": "recovering"},
     {"trigger": "gone", "source": _ANY, "dest": "no_answer"},
     {"trigger": "fault", "source": _WORKING + ["standby", "connected"], "dest": "recovering"},
     {"trigger": "fault", "source": list(TRANSIENT) + list(HELD) + ["starting"], "dest": None},

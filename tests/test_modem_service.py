@@ -85,7 +85,7 @@ def call(d, method: str):
         return None, (e.code, e.message)
     if isinstance(reply, dict):
         return reply, None
-    d.run_until(lambda: reply.done, what="%s reply" % method)
+    d.run_until(lambda: reply.done, tick=0.5, what="%s reply" % method)
     result, error = reply._outcome
     return result, error
 
@@ -120,6 +120,7 @@ def test_no_answer_is_type_de_modem_inconnu_once_then_it_comes_back(gw):
     d = gw.start()
     assert reach(d, "no_answer", tick=1.0) == "no_answer"
     assert d.svc.status()["mm_state"] == "failed"
+    # a connection asking: tried again at once; still no answer: that is the answer
     result, error = call(d, "connect")
     assert error == ("no_answer", "Type de modem inconnu")
     # retried on a backoff: still no answer, and the row is not journaled again

@@ -22,6 +22,11 @@ PIN_ATTEMPTS = {"quectel": ('AT+QPINC="SC"', "+QPINC:"), "simcom": ("AT+SPIC", "
 PIN_ATTEMPTS_STANDARD = ('AT+CPINR="SIM PIN"', "+CPINR:")
 
 
+#: AT tries, a second each, before a module is said not to answer (a booting one answers
+#: within a few seconds; the state's own retry comes after a backoff).
+PROBE_TRIES = 5
+
+
 class Gone(Exception):
     """The module does not answer on its port any more (unplugged, powered off)."""
 
@@ -72,7 +77,7 @@ def probe(svc, job):
         _channel(svc)
     except Gone as e:
         return "silent", str(e)
-    for _ in range(10):
+    for _ in range(PROBE_TRIES):
         if job.cancelled:
             return None
         try:

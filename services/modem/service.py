@@ -156,10 +156,15 @@ class ModemService(Service):
         """Bring the data link up; the reply comes once it is up, or says why it cannot be."""
         if self.state == "connected":
             return self.link_facts()
-        if self.state in chart.HELD or self.state in chart.TRANSIENT:
+        if self.state in chart.HELD:
             raise CommandRefused(self.state, self.failure_text())
         reply = Deferred()
         self.connect_waiters.append(reply)
+        if self.state in chart.TRANSIENT:
+            # a connection asking is a reason to try again now rather than after the backoff;
+            # if that try fails too, the failure answers this request
+            self.backoff.reset()
+            self.machines.rearm("modem")
         if self.state == "standby":
             self.fire("modem", "connect")
         return reply
