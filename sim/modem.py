@@ -100,6 +100,7 @@ class ModemState:
     ber: int = 99
     rsrp: int = -95                # dBm, for +CESQ (LTE techs)
     rsrq: float = -10.0            # dB
+    sinr: float = 10.0             # dB, for Quectel's +QCSQ
     tech: str = "LTE"
     reg: int = 1                   # <stat> for every domain...
     creg: int | None = None        # ...unless set per domain
@@ -648,6 +649,18 @@ class PtyModem:
                 info.append("+CSQ: 99,99")
             else:
                 info.append("+CSQ: %d,%d" % (s.signal, s.ber))
+        elif name == "+QCSQ" and dialect == "quectel":
+            # Quectel: "<sysmode>",<rssi dBm>,<rsrp dBm>,<sinr in 1/5 dB from -20 dB>,<rsrq dB>
+            mode = {"LTE": "LTE", "LTE-M": "CAT-M1", "NB-IoT": "CAT-NB1", "3G": "WCDMA",
+                    "2G": "GSM"}[s.tech]
+            if self.cfun != 1 or s.signal == 99 or not self.registered():
+                info.append('+QCSQ: "NOSERVICE"')
+            elif mode in ("LTE", "CAT-M1", "CAT-NB1"):
+                raw = max(0, min(250, int(round((s.sinr + 20) * 5))))
+                info.append('+QCSQ: "%s",%d,%d,%d,%d' % (mode, -113 + 2 * s.signal, s.rsrp, raw,
+                                                        int(round(s.rsrq))))
+            else:
+                info.append('+QCSQ: "%s",%d' % (mode, -113 + 2 * s.signal))
         elif name == "+CESQ":
             if test:
                 info.append("+CESQ: (0-63,99),(0-7,99),(0-96,255),(0-49,255),(0-34,255),"

@@ -22,8 +22,9 @@ name it (`MM`), so the page reads the same whatever drives the modem.
 - `standby` (*Standby*): registered, no data link; the signal, technology and registration are
   looked at from time to time (`poll`). `connect` starts the data link.
 - `attaching`: the PDP context with the APN (+CGDCONT, +CGAUTH when a login is set).
-- `dialing`: ATD with `GPRS_Number`; CONNECT goes to `connected`, anything else to
-  `dial_refused`.
+- `dialing`: ATD with `GPRS_Number`; CONNECT goes to `connected`; the network refusing the APN
+  or the authentication (a CME error retrying cannot help, pppd's "we failed to authenticate")
+  to `access_refused`; anything else to `dial_refused`.
 - `connected` (*Connecté*): the data link is up (pppd on a device; simulated after CONNECT on a
   pseudo-terminal). A dropped carrier or a lost registration goes to `recovering`.
 - `disconnecting`: the link is hung up (+++ then ATH where modem-control lines do not exist).
@@ -31,7 +32,7 @@ name it (`MM`), so the page reads the same whatever drives the modem.
   a daily cap; at the cap, an alarm and `held` until the next day or a new configuration.
 
 Failure states are *held* (retrying cannot help: `sim_error`, `sim_pin`, `sim_puk`,
-`pin_refused`; they wait for a new configuration) or *transient* (`retry` after a capped
+`pin_refused`, `access_refused`; they wait for a new configuration) or *transient* (`retry` after a capped
 backoff): `no_answer` probes again (nothing can be sent to a module that does not answer);
 `no_network`, `registration_denied` and `dial_refused` climb the recovery ladder. The modem vanishing from
 its port (`gone`) goes to `no_answer` from any state.
@@ -57,12 +58,13 @@ STATES = (
     {"name": "registration_denied", "on_enter": "failed"},
     {"name": "no_network", "on_enter": "failed"},
     {"name": "dial_refused", "on_enter": "failed"},
+    {"name": "access_refused", "on_enter": "failed"},
     {"name": "held", "on_enter": "failed"},
 )
 INITIAL = "starting"
 
 #: Failures that retrying cannot help: they wait for a new configuration (the service restarts).
-HELD = ("sim_error", "sim_pin", "sim_puk", "pin_refused", "held")
+HELD = ("sim_error", "sim_pin", "sim_puk", "pin_refused", "access_refused", "held")
 #: Failures retried after a capped backoff.
 TRANSIENT = ("no_answer", "no_network", "registration_denied", "dial_refused")
 
@@ -88,6 +90,7 @@ TRANSITIONS = (
     {"trigger": "connect", "source": "standby", "dest": "attaching"},
     {"trigger": "attached", "source": "attaching", "dest": "dialing"},
     {"trigger": "dial_failed", "source": ["attaching", "dialing"], "dest": "dial_refused"},
+    {"trigger": "access_denied", "source": ["attaching", "dialing"], "dest": "access_refused"},
     {"trigger": "carrier", "source": "dialing", "dest": "connected"},
     {"trigger": "poll", "source": "connected", "dest": None, "after": "watch_link"},
     {"trigger": "link_lost", "source": "connected", "dest": "recovering"},
@@ -125,4 +128,5 @@ MM = {"starting": ("unknown", None), "probing": ("initializing", None), "sim_che
       "sim_pin": ("locked", None), "sim_puk": ("locked", None),
       "pin_refused": ("locked", None), "registration_denied": ("failed", "unknown"),
       "no_network": ("searching", None), "dial_refused": ("registered", None),
+      "access_refused": ("registered", None),
       "held": ("failed", "unknown")}

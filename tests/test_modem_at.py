@@ -445,3 +445,13 @@ def test_misc_parsers():
     c = parse_cesq(["+CESQ: 40,0,255,255,255,255"])
     assert c["rxlev_dbm"] == -71 and c["ber"] == 0 and c["rsrp_dbm"] is None
     assert answers.is_registered(5) and not answers.is_registered(99)
+
+
+def test_qcsq_lte_family_only():
+    from services.modem import answers
+    q = answers.parse_qcsq(['+QCSQ: "LTE",-69,-102,150,-12'])
+    assert q == {"rssi_dbm": -69, "rsrp_dbm": -102, "sinr_db": 10.0, "rsrq_db": -12}
+    assert answers.parse_qcsq(['+QCSQ: "CAT-M1",-80,-110,100,-14'])["sinr_db"] == 0.0
+    assert answers.parse_qcsq(['+QCSQ: "WCDMA",-70,-80,-6']) == {}       # not these quantities
+    assert answers.parse_qcsq(['+QCSQ: "NOSERVICE"']) == {}
+    assert answers.parse_qcsq([]) == {}

@@ -312,3 +312,30 @@ def test_signal_history_for_the_chart(gw):
     assert error is None
     assert [p[1] for p in points["points"]][-2:] == [12, 25]
     assert all(p[2] == "LTE" for p in points["points"])
+
+
+def test_lte_signal_rsrp_rsrq_and_sinr_where_the_vendor_offers_it(gw):
+    d = gw.start(rsrp=-97, rsrq=-11.0, sinr=12.4)
+    reach(d, "standby")
+    st = d.svc.status()
+    assert (st["rsrp_dbm"], st["rsrq_db"]) == (-97, -11.0)
+    assert st["sinr_db"] == pytest.approx(12.4, abs=0.2)      # Quectel's +QCSQ, 1/5 dB steps
+    assert "AT+QCSQ" in gw.modem.commands
+
+
+def test_no_sinr_from_a_module_without_a_command_for_it(gw):
+    d = gw.start(dialect="simcom")
+    reach(d, "standby")
+    st = d.svc.status()
+    assert st["rsrp_dbm"] is not None and st["sinr_db"] is None
+    assert "AT+QCSQ" not in gw.modem.commands
+
+
+def test_apn_or_authentication_refused_is_held(gw):
+    d = gw.start()
+    reach(d, "standby")
+    gw.modem.set(fail_next=1, fail_cme=149)          # the next command: PDP authentication failure
+    result, error = call(d, "connect")
+    assert error[0] == "access_refused"
+    assert "GPRS_Apn, GPRS_Login, GPRS_Password" in error[1]
+    assert d.svc.state == "access_refused" and d.svc.timeout("access_refused") is None

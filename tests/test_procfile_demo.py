@@ -88,7 +88,7 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
     # through the simulated modem (Modem mode): its link up, its signal, then down
     wan = journal.index("Connexion modem GPRS...")
     assert journal[wan + 1] == "Connexion établie"
-    assert journal[wan + 2] == "Modem : signal 18, RSRP -95 dBm, LTE, Orange F"
+    assert journal[wan + 2] == "Modem : signal 18, RSRP -95 dBm, SINR 10 dB, LTE, Orange F"
     assert journal.index("Déconnexion modem...") < journal.index("Connexion terminée")
 
     # 3. the server's data files hold exactly the sampled rows reported before the connection

@@ -441,3 +441,24 @@ def parse_plain(lines) -> str | None:
             s = m.group(2).strip().strip('"')
         return s
     return None
+
+
+#: Quectel's +QCSQ system modes that carry LTE measurements (LTE, LTE-M, NB-IoT).
+QCSQ_LTE_MODES = ("LTE", "CAT-M1", "CAT-NB1", "EMTC", "NBIOT")
+
+
+def parse_qcsq(lines) -> dict:
+    """Quectel ``+QCSQ: "<sysmode>",<rssi>,<rsrp>,<sinr>,<rsrq>`` on an LTE-family mode ->
+    {rssi_dbm, rsrp_dbm, sinr_db, rsrq_db}; SINR comes in fifths of a dB from -20 dB (0..250 for
+    -20..+30 dB), as Quectel's EC2x/EG9x manuals give it. {} for another mode, NOSERVICE or no
+    such line: the other modes' fields are not these quantities."""
+    found = _find(lines, ("+QCSQ",))
+    if found is None:
+        return {}
+    f = fields(found[1])
+    if not f or f[0].strip().strip('"').upper() not in QCSQ_LTE_MODES or len(f) < 5:
+        return {}
+    rssi, rsrp, sinr, rsrq = (_int(x) for x in f[1:5])
+    if None in (rssi, rsrp, sinr, rsrq):
+        return {}
+    return {"rssi_dbm": rssi, "rsrp_dbm": rsrp, "sinr_db": sinr / 5.0 - 20.0, "rsrq_db": rsrq}

@@ -186,7 +186,7 @@ def attach(svc, job):
     try:
         _cmd(svc, 'AT+CGDCONT=1,"IP","%s"' % s.gprs_apn, timeout=10.0)
     except AtError as e:
-        return "dial_failed", "APN %s: %s" % (s.gprs_apn, e.meaning)
+        return _refusal(e, "APN %s : %s" % (s.gprs_apn, e.meaning))
     if s.gprs_login:
         # PAP credentials in the module; the PPP negotiation carries them too (ppp.py)
         _quiet(svc, 'AT+CGAUTH=1,1,"%s","%s"' % (s.gprs_login, s.gprs_password))
@@ -205,9 +205,21 @@ def dial(svc, job):
         close(svc)
         raise Gone(str(e)) from e
     except AtError as e:
-        return "dial_failed", e.result if e.cme is None else e.meaning
+        return _refusal(e, e.result if e.cme is None else e.meaning)
     log.info("dialled %s: %s", svc.settings.gprs_number, line)
     return "carrier"
+
+
+#: CME codes by which the network refuses the subscription's data access (27.007 §9.2): illegal
+#: MS/ME, GPRS not allowed, PLMN/area/roaming not allowed, service option not supported or not
+#: subscribed, PDP authentication failure. Retrying cannot help: the configuration must change.
+ACCESS_REFUSED = frozenset({103, 106, 107, 111, 112, 113, 132, 133, 149})
+
+
+def _refusal(error: AtError, reason: str):
+    """A refused attach or dial: held when the network refuses the access itself
+    (ACCESS_REFUSED), else transient (retried, up the recovery ladder)."""
+    return ("access_denied" if error.cme in ACCESS_REFUSED else "dial_failed"), reason
 
 
 def watch_link(svc, job):
@@ -225,6 +237,8 @@ def _dial_ppp(svc):
     except ppp.PppError as e:
         link.stop()
         svc.ppp = None
+        if e.status in (11, 19):                # authentication refused either way
+            return "access_denied", e.journal
         return "dial_failed", e.journal
     except ppp.PppConfigError as e:
         svc.ppp = None
@@ -335,6 +349,11 @@ def _signal(svc) -> None:
     f.rssi, _ = _parsed(answers.parse_csq, _quiet(svc, "AT+CSQ", expect="+CSQ:"), (None, None))
     lte = _parsed(answers.parse_cesq, _quiet(svc, "AT+CESQ", expect="+CESQ:"), {})
     f.rsrp, f.rsrq = lte.get("rsrp_dbm"), lte.get("rsrq_db")
+    if _vendor(svc) == "quectel":              # SINR: no standard command has it
+        q = answers.parse_qcsq(_quiet(svc, "AT+QCSQ", expect="+QCSQ:"))
+        f.sinr = q.get("sinr_db")
+        f.rsrp = f.rsrp if f.rsrp is not None else q.get("rsrp_dbm")
+        f.rsrq = f.rsrq if f.rsrq is not None else q.get("rsrq_db")
     operator, act = _parsed(answers.parse_cops, _quiet(svc, "AT+COPS?", expect="+COPS:"),
                             (None, None))
     f.operator = operator or ""

@@ -28,6 +28,7 @@ class ModemFacts:
     rssi: int | None = None        # 0..31; None when the module says 99 (unknown)
     rsrp: float | None = None      # dBm
     rsrq: float | None = None      # dB
+    sinr: float | None = None      # dB, where the module's vendor command gives it
     technology: str = ""           # 2G, 3G, LTE, LTE-M, NB-IoT
     operator: str = ""
     registration: str = ""         # home, roaming, searching, denied, not registered, unknown
@@ -78,7 +79,7 @@ class ModemFacts:
             "warning": self.warning,
             "operator": self.operator or None,
             "registration": self.registration or None,
-            "rsrp_dbm": self.rsrp, "rsrq_db": self.rsrq,
+            "rsrp_dbm": self.rsrp, "rsrq_db": self.rsrq, "sinr_db": self.sinr,
             "pin_attempts": self.pin_attempts,
             "revision": self.revision or None,
             "link": self.link,
@@ -90,17 +91,3 @@ class ModemFacts:
         if self.rssi < SIGNAL_MIN:
             return "%d : insuffisant (au moins %d)" % (self.rssi, SIGNAL_MIN)
         return "%d" % self.rssi
-
-    def journal_detail(self) -> str:
-        """The detail row of a connection: signal and technology."""
-        parts = ["signal %s" % self.signal_text()]
-        if self.rsrp is not None:
-            parts.append("RSRP %.0f dBm" % self.rsrp)
-        if self.technology:
-            parts.append(self.technology)
-        if self.operator:
-            parts.append(self.operator)
-        text = "Modem : " + ", ".join(parts)
-        if self.warning:
-            text += " (attention : %s)" % self.warning
-        return text

@@ -38,6 +38,8 @@ FAILURE_ROWS = {
     "registration_denied": "Modem : enregistrement refusé par le réseau",
     "no_network": "Modem : pas de réseau",
     "dial_refused": "Modem : appel refusé (%s)",
+    "access_refused": "Modem : APN ou authentification refusés par le réseau (%s ; paramètres "
+                      "GPRS_Apn, GPRS_Login, GPRS_Password)",
     "held": CAPPED_ROW,
 }
 #: Seconds each working state may last.
@@ -231,7 +233,7 @@ class ModemService(Service):
     def link_facts(self) -> dict:
         f = self.facts
         return {"state": "Connecté", "signal": f.signal, "technology": f.technology,
-                "operator": f.operator, "rsrp": f.rsrp, "warning": f.warning}
+                "operator": f.operator, "rsrp": f.rsrp, "sinr": f.sinr, "warning": f.warning}
 
     def recover(self) -> None:
         step = self.ladder.next_step()

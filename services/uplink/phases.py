@@ -821,6 +821,8 @@ def modem_detail(link: dict) -> str:
     parts = ["signal %s" % ("inconnu" if signal is None else signal)]
     if link.get("rsrp") is not None:
         parts.append("RSRP %.0f dBm" % link["rsrp"])
+    if link.get("sinr") is not None:
+        parts.append("SINR %.0f dB" % link["sinr"])
     for key in ("technology", "operator"):
         if link.get(key):
             parts.append(str(link[key]))
