@@ -334,7 +334,7 @@ def test_no_sinr_from_a_module_without_a_command_for_it(gw):
 def test_apn_or_authentication_refused_is_held(gw):
     d = gw.start()
     reach(d, "standby")
-    gw.modem.set(fail_next=1, fail_cme=149)          # the next command: PDP authentication failure
+    gw.modem.set(fail_next=50, fail_cme=149)         # every command: PDP authentication failure
     result, error = call(d, "connect")
     assert error[0] == "access_refused"
     assert "GPRS_Apn, GPRS_Login, GPRS_Password" in error[1]
