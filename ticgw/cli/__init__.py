@@ -17,7 +17,7 @@ from ticgw import __version__
 #: Sub-command modules; each has add_parser(subparsers), which sets args.func. Each adds the
 #: command named like the last part of its module name.
 COMMANDS = ("ticgw.cli.decode", "ticgw.cli.config", "ticgw.cli.statecharts", "ticgw.cli.bus",
-            "ticgw.cli.procfile")
+            "ticgw.cli.procfile", "ticgw.cli.pak")
 #: Command groups: `ticgw sim meter ...`; each module adds its commands under the group.
 GROUPS = {"sim": ("simulators (meters, modem, server)",
                   ("sim.cli", "sim.server_cli", "sim.modem_cli"))}
