@@ -29,7 +29,8 @@ name it (`MM`), so the page reads the same whatever drives the modem.
   pseudo-terminal). A dropped carrier or a lost registration goes to `recovering`.
 - `disconnecting`: the link is hung up (+++ then ATH where modem-control lines do not exist).
 - `recovering`: one step of the recovery ladder (redial, radio off and on, modem reset), within
-  a daily cap; at the cap, an alarm and `held` until the next day or a new configuration.
+  a daily cap; at the cap, an alarm and `held` until the next day (UTC; then `retry`) or a new
+  configuration.
 
 Failure states are *held* (retrying cannot help: `sim_error`, `sim_pin`, `sim_puk`,
 `pin_refused`, `access_refused`; they wait for a new configuration) or *transient* (`retry` after a capped
@@ -101,7 +102,7 @@ TRANSITIONS = (
         "connected", "attaching", "dialing")], "dest": None},
     {"trigger": "recovered", "source": "recovering", "dest": "probing"},
     {"trigger": "capped", "source": "recovering", "dest": "held"},
-    {"trigger": "retry", "source": "no_answer", "dest": "probing"},
+    {"trigger": "retry", "source": ["no_answer", "held"], "dest": "probing"},
     {"trigger": "retry", "source": [s for s in TRANSIENT if s != "no_answer"],
      "dest": "recovering"},
     {"trigger": "gone", "source": _ANY, "dest": "no_answer"},
@@ -109,6 +110,7 @@ TRANSITIONS = (
     {"trigger": "fault", "source": list(TRANSIENT) + list(HELD) + ["starting"], "dest": None},
 )
 TIMEOUTS = {"standby": "poll", "connected": "poll", "no_answer": "retry", "no_network": "retry",
+            "held": "retry",
             "registration_denied": "retry", "dial_refused": "retry",
             "probing": "silent", "registering": "searching", "dialing": "dial_failed",
             "attaching": "dial_failed", "disconnecting": "hung_up", "recovering": "recovered"}

@@ -288,6 +288,10 @@ def test_the_recovery_ladder_stops_at_its_daily_cap(gw):
     assert reach(d, "held", tick=5.0) == "held"
     assert journaled(gw, d, "Modem : limite quotidienne de 3 relances atteinte, modem en attente")
     assert d.svc.status()["recoveries_today"] == 3
+    # the next day (UTC) it tries again, with a new count
+    d.advance(d.svc.timeout("held"))
+    assert reach(d, "standby", tick=1.0, timeout=30) == "standby"
+    assert d.svc.status()["recoveries_today"] == 0
 
 
 def test_a_generic_module_gives_its_iccid_through_crsm_and_its_pin_attempts_by_cpinr(gw):
@@ -339,3 +343,26 @@ def test_apn_or_authentication_refused_is_held(gw):
     assert error[0] == "access_refused"
     assert "GPRS_Apn, GPRS_Login, GPRS_Password" in error[1]
     assert d.svc.state == "access_refused" and d.svc.timeout("access_refused") is None
+
+
+def test_a_link_that_comes_up_after_the_caller_gave_up_is_hung_up(gw):
+    d = gw.start(dial_delay=0.5)
+    reach(d, "standby")
+    reply = d.svc.cmd_connect({})
+    reply.expires = 0.0                          # the uplink stopped waiting
+    assert reach(d, "connected", "disconnecting", "standby", timeout=10) in (
+        "connected", "disconnecting", "standby")
+    assert reach(d, "standby", timeout=20) == "standby"
+    assert "ATH" in gw.modem.commands or "+++" in "".join(gw.modem.commands)
+
+
+def test_pin_guard_remembers_every_refused_pin(tmp_path):
+    from services.modem.pin_guard import PinGuard
+    g = PinGuard(tmp_path)
+    for pin in ("1111", "2222"):
+        g.sending(pin, "boot1")
+        g.outcome(pin, accepted=False)
+    again = PinGuard(tmp_path)
+    assert "refused" in again.may_send("1111", "boot2", None)
+    assert "refused" in again.may_send("2222", "boot2", None)
+    assert again.may_send("3333", "boot2", 3) is None

@@ -320,3 +320,21 @@ def test_directories_seen_once_are_not_looked_at_again(gw):
     assert conn.commands() == "failed"
     assert gw.messages()[-1] == ("Répertoire /ELSEWHERE absent du serveur FTP (paramètre "
                                  "FTP_DirCmd)")
+
+
+def test_command_file_killed_before_its_delete_on_a_server_without_times(tmp_path, ntp_server):
+    """Neither MLST nor MDTM: the server copy left by a kill is known by its size and content,
+    and is not run twice."""
+    with FtpTestServer(without=("MLST", "MLSD", "MDTM")) as srv:
+        gw = Gateway(tmp_path, srv, ntp_server)
+        set_remote(srv, CMD, COMMANDS)
+        # steps: the inbox's two writes (content, taken.json), before and after each; the 5th
+        # step is just before the server copy's delete
+        assert _commands_killed_at(gw, 4)
+        assert srv.path(CMD).exists()
+        conn = gw.connection()
+        conn.commands()
+        assert not srv.path(CMD).exists()
+        (lines,) = acks_on_server(gw).values()
+        assert lines == ACKED
+        assert param_files(gw) == 1

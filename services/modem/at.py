@@ -50,6 +50,15 @@ from . import answers
 # -- errors ---------------------------------------------------------------------------------------
 
 
+#: Commands whose arguments are secrets (the SIM's PIN and PUK, the APN's password).
+_SECRET = re.compile(r"^(AT\s*(?:\+CPIN|\+CPWD|\+CGAUTH)\s*=).*$", re.I | re.S)
+
+
+def redact(text: str) -> str:
+    """A command line as it may be logged: the arguments of secret-carrying commands hidden."""
+    return _SECRET.sub(r"\1<hidden>", text or "")
+
+
 class AtError(Exception):
     """A command ended on a failure result: "ERROR" (also Huawei's COMMAND NOT SUPPORT),
     "CME" (+CME ERROR, ``cme`` set when the code is known, numeric or verbose), "CMS"
@@ -61,10 +70,10 @@ class AtError(Exception):
         self.result = result
         self.cme = cme
         self.meaning = meaning or (answers.cme_meaning(cme) if cme is not None else result)
-        self.command = command
+        self.command = redact(command)
         self.line = line or result
         self.cms: int | None = None
-        super().__init__("%s -> %s (%s)" % (command or "?", self.line, self.meaning))
+        super().__init__("%s -> %s (%s)" % (self.command or "?", self.line, self.meaning))
 
     @property
     def held(self) -> bool:
@@ -296,7 +305,7 @@ class AtChannel:
         with self._state:
             self._pending = p
         payload = cmd.encode("latin-1") + (b"" if kind == "escape" else b"\r")
-        self.log.debug("-> %r", payload)
+        self.log.debug("-> %r", redact(payload.decode("latin-1")))
         try:
             self._write(payload)
             deadline = time.monotonic() + timeout
@@ -426,7 +435,7 @@ class AtChannel:
             self.log.exception("on_data failed")
 
     def _line(self, s: str) -> None:
-        self.log.debug("<- %r", s)
+        self.log.debug("<- %r", redact(s))
         with self._state:
             p = self._pending
             if p is not None:

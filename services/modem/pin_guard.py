@@ -54,7 +54,7 @@ class PinGuard:
 
     def sending(self, pin: str, power_up: str) -> None:
         """Recorded before the PIN is sent."""
-        self.data = {_key(pin): {"power_up": power_up, "outcome": None}}
+        self.data[_key(pin)] = {"power_up": power_up, "outcome": None}   # others are kept
         self._save()
 
     def outcome(self, pin: str, accepted: bool) -> None:

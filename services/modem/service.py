@@ -43,8 +43,11 @@ FAILURE_ROWS = {
     "held": CAPPED_ROW,
 }
 #: Seconds each working state may last.
-STATE_TIMEOUTS = {"probing": 30.0, "registering": 90.0, "attaching": 30.0, "dialing": 75.0,
+STATE_TIMEOUTS = {"probing": 30.0, "registering": 90.0, "attaching": 30.0, "dialing": 90.0,
                   "disconnecting": 20.0, "recovering": 60.0}
+#: Seconds a connect request is answered within (the uplink waits a little longer); a link that
+#: comes up after that, with nobody waiting, is hung up.
+CONNECT_WAIT = 280.0
 #: Seconds between two looks at the signal and registration.
 POLL = 30.0
 SIGNAL_HISTORY = 24 * 3600 // 60            # one point a minute over 24 h
@@ -144,6 +147,9 @@ class ModemService(Service):
     def timeout(self, state: str):
         if state in ("standby", "connected"):
             return POLL
+        if state == "held":                      # the daily cap: until the next UTC day
+            now = self.clock.time()
+            return 86400.0 - now % 86400.0 + 1.0
         if state in chart.TRANSIENT:
             return self.backoff.next() if self.settings.modem_port else None
         return STATE_TIMEOUTS.get(state)
@@ -161,6 +167,7 @@ class ModemService(Service):
         if self.state in chart.HELD:
             raise CommandRefused(self.state, self.failure_text())
         reply = Deferred()
+        reply.expires = self.clock.monotonic() + CONNECT_WAIT
         self.connect_waiters.append(reply)
         if self.state in chart.TRANSIENT:
             # a connection asking is a reason to try again now rather than after the backoff;
@@ -225,10 +232,18 @@ class ModemService(Service):
         self.facts.link = "up"
         self.ladder.succeeded()                 # the link works: the ladder starts over
         self.publish_facts()
-        waiters, self.connect_waiters = self.connect_waiters, []
+        waiters = self._live_waiters()
+        self.connect_waiters = []
         for reply in waiters:
             reply.resolve(self.link_facts())
         self.backoff.reset()
+        if not waiters:                         # asked for, then given up on: hang up
+            log.warning("the data link came up with nobody waiting for it: hanging up")
+            self.loop.post(self.fire, "modem", "disconnect")
+
+    def _live_waiters(self) -> list:
+        now = self.clock.monotonic()
+        return [r for r in self.connect_waiters if getattr(r, "expires", now + 1) > now]
 
     def link_facts(self) -> dict:
         f = self.facts
@@ -251,10 +266,14 @@ class ModemService(Service):
         """Entering a failure state: say so once (not at each retry), answer who waits."""
         if state == "no_answer" and not self.settings.modem_port:
             self.reason = "no modem port configured (Modem_Port)"
+        self.worker.cancel()                     # the step that led here is over
+        if self.ppp is not None:                 # a pppd the dial left behind
+            link, self.ppp = self.ppp, None
+            self.worker.submit(lambda job: link.stop(), name="ppp-stop")
         # a connection waiting for the link journals the reason itself (after *Erreur de
         # connexion WAN*); otherwise the modem says it, once per failure
         if (state != self._last_failure and self.settings.connection_mode == "modem"
-                and not self.connect_waiters):
+                and not self._live_waiters()):
             row = FAILURE_ROWS[state]
             if "%s" in row:
                 row = row % (self.reason or "?")

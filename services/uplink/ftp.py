@@ -343,6 +343,7 @@ class FtpSession:
                 ftp = _PlainSession(encoding="utf-8", timeout=st.timeout)
             ftp.stats = self._stats
             ftp.pipeline_transfers = bool(st.pipelining)
+            self._opening = ftp                  # abort() reaches a session still logging in
             self._stats["connects"] += 1
             ftp.connect(st.host, st.port, timeout=st.timeout)
             if st.tls:
@@ -361,6 +362,10 @@ class FtpSession:
             self._ftp = None
             raise FtpConnectError(f"FTP connection to {where} failed: {describe(err)}",
                                   reply=reply_of(err)) from err
+        self._opening = None
+        if self._aborted:
+            ftp.close()
+            raise FtpConnectError("the connection was cut short during the login")
         self._ftp, self._dead = ftp, False
 
     def _secure(self, ftp: "_TlsSession") -> None:
@@ -506,7 +511,7 @@ class FtpSession:
     def abort(self) -> None:
         """From another thread: shut the control connection down, so that a command waiting
         for its reply fails at once (a transfer fails at its socket timeout at the latest)."""
-        ftp = self._ftp
+        ftp = self._ftp or self._opening
         sock = getattr(ftp, "sock", None) if ftp is not None else None
         if sock is not None:
             try:
@@ -527,6 +532,7 @@ class FtpSession:
         return trust_context(st.tls_cafile, st.tls_fingerprint, st.tls_verify)
 
     _aborted = False
+    _opening = None
 
     def _ensure(self) -> ftplib.FTP:
         """The live ftplib session; reconnects if the previous one died (not after abort())."""
@@ -780,6 +786,8 @@ class FtpSession:
         a router that mishandles it), one command at a time."""
         ftp = self._ftp
         out: list = []
+        if not lines:
+            return out
         if not self.settings.pipelining or len(lines) == 1:
             for line in lines:
                 try:
@@ -1158,8 +1166,7 @@ class FtpSession:
                         return False
                     raise FtpFileMissing(kind, path, reply_of(err)) from err
                 raise
-            finally:
-                    self._known_dirs.add(kind)
+            self._known_dirs.add(kind)
             return True
 
         return self._op(f"delete {path}", dele)
@@ -1178,8 +1185,7 @@ class FtpSession:
                     self._require_dir(kind)
                     raise FtpFileMissing(kind, src, reply_of(err)) from err
                 raise
-            finally:
-                    self._known_dirs.add(kind)
+            self._known_dirs.add(kind)
 
         self._op(f"rename {src} to {dst}", ren)
 

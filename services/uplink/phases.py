@@ -39,7 +39,7 @@ MAX_BYTES = {"CMD": 64 * 1024, "CONFIG": 256 * 1024, "DEF": 256 * 1024,
 PEER_TIMEOUT = 5.0
 SEAL_TIMEOUT = 15.0
 #: Seconds the modem may take to bring its data link up (registration, dial).
-MODEM_CONNECT_TIMEOUT = 150.0
+MODEM_CONNECT_TIMEOUT = 300.0
 
 
 class PeerUnavailable(Exception):
@@ -92,6 +92,7 @@ class Connection:
         self.unavailable: set[str] = set()   # services that missed a call in this connection
         self._snapshot: dict = {}            # (kind, name) -> RemoteFile | None, from the login
         self.modem_up = False                # the modem's data link was brought up for us
+        self.modem_asked = False             # the link was asked for (a late one is hung up)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -100,6 +101,7 @@ class Connection:
         if self.ftp is None:
             try:
                 session = self.ftp_factory(self.settings)
+                self._opening = session              # abort() reaches it while it logs in
                 known = self._known_server().get(self._server_key()) or {}
                 session.remember(known.get("dirs", ()), known.get("features"))
                 session.prefetch(self._snapshot_pairs())
@@ -201,9 +203,11 @@ class Connection:
             self.stats["round_trips"] += ftp_stats.get("round_trips", 0)
             self.ftp = None
 
+    _opening = None
+
     def abort(self) -> None:
         """From another thread: cut the FTP session so that a phase blocked on it returns."""
-        ftp = self.ftp
+        ftp = self.ftp or self._opening
         if ftp is not None:
             ftp.abort()
 
@@ -278,6 +282,7 @@ class Connection:
     def wan(self) -> str:
         if self.settings.connection_mode == "modem":
             self.journal("Connexion modem GPRS...")
+            self.modem_asked = True          # hung up at the end whatever the answer
             try:
                 link = self.bus_call("modem", "connect", timeout=MODEM_CONNECT_TIMEOUT) or {}
             except Exception as e:
@@ -396,6 +401,14 @@ class Connection:
         last = self.inbox.last()
         same = (last is not None and last.get("name") == name and not last.get("deleted")
                 and mtime is not None and list(last.get("remote", ())) == [size, mtime])
+        if not same and last is not None and mtime is None and last.get("name") == name \
+                and not last.get("deleted") and list(last.get("remote", ()))[:1] == [size]:
+            # a server without MLST or MDTM: the same size and content is the same file
+            content = self._fetch("CMD", name, size)
+            if hashlib.sha256(content).hexdigest() == last.get("sha"):
+                same = True
+            else:
+                return size, mtime, content
         if same:
             log.warning("%s is the command file already run (its delete failed): deleting it",
                         name)
@@ -754,7 +767,7 @@ class Connection:
         if failure:
             self.journal(failure)
         self.close()
-        if self.settings.connection_mode == "modem" and self.modem_up:
+        if self.settings.connection_mode == "modem" and self.modem_asked:
             self.journal("Déconnexion modem...")
             try:
                 self.bus_call("modem", "disconnect", timeout=30.0)
