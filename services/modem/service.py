@@ -230,7 +230,8 @@ class ModemService(Service):
 
     def link_up(self) -> None:
         self.facts.link = "up"
-        self.ladder.succeeded()                 # the link works: the ladder starts over
+        # the link works: the ladder starts over (its count is on disk: the disk worker)
+        self.disk.submit(lambda job: self.ladder.succeeded(), name="ladder")
         self.publish_facts()
         waiters = self._live_waiters()
         self.connect_waiters = []
@@ -251,7 +252,15 @@ class ModemService(Service):
                 "operator": f.operator, "rsrp": f.rsrp, "sinr": f.sinr, "warning": f.warning}
 
     def recover(self) -> None:
-        step = self.ladder.next_step()
+        """The ladder's count is on disk: the step is taken in the disk worker, not the loop."""
+        self.disk.submit(lambda job: self.ladder.next_step(), on_done=self._recovery_step,
+                         name="ladder")
+
+    def _recovery_step(self, step) -> None:
+        if isinstance(step, BaseException):
+            raise step                          # the fault path
+        if self.state != "recovering":
+            return                              # the machine moved on meanwhile
         if step is None:
             self.journal(CAPPED_ROW % self.ladder.cap)
             # the acquisition writes it into the alarm file (it follows alarm.raised)

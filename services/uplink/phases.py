@@ -414,11 +414,7 @@ class Connection:
                         name)
             self._delete_command_file(ftp, name)
             return None
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / name
-            ftp.download("CMD", name, local, on_retry=self._retry_journal,
-                         max_bytes=MAX_BYTES["CMD"])
-            return size, mtime, local.read_bytes()
+        return size, mtime, self._fetch("CMD", name, size)
 
     def _delete_command_file(self, ftp: FtpSession, name: str, taken: Taken | None = None
                              ) -> None:
