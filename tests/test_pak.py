@@ -2,13 +2,19 @@
 import gzip
 import io
 import json
+import os
+import shutil
+import sys
 import tarfile
+import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from ticgw.cli import main
-from ticgw.pak import MODEL, PakError, build, inspect, keygen, verify
+from ticgw.pak import MODEL, BuildError, PakError, build, inspect, keygen, verify, wheelhouse
+from ticgw.pak.build import source_tree
 from ticgw.pak.manifest import Manifest, _simple_version, parse_version
 from ticgw.pak.sign import sign, verify_signature
 
@@ -314,3 +320,164 @@ def test_inspect_skips_signature(tmp_path, keys, other_keys):
     pak = make(tmp_path, keys, model="elsewhere")
     facts = inspect(pak)
     assert facts.model == "elsewhere" and not facts.signature_checked
+
+
+# Real builds: pip builds the ticgw wheel from a copy of the tree; the dependencies' wheels come
+# from a wheelhouse kept in the virtual environment, so only the first run fetches them.
+
+@pytest.fixture(scope="session")
+def house(tmp_path_factory):
+    d = Path(sys.prefix) / "wheelhouse"
+    if not os.access(sys.prefix, os.W_OK):
+        d = tmp_path_factory.getbasetemp().parent / "wheelhouse"
+    return wheelhouse.ensure(d)
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory):
+    """A copy of the source tree to build from: the tests check nothing is written into it."""
+    d = tmp_path_factory.mktemp("tree") / "ticgw"
+    shutil.copytree(source_tree(), d, ignore=shutil.ignore_patterns(
+        ".*", "build", "dist", "*.egg-info", "var", "__pycache__", "*.pyc"))
+    return d
+
+
+def listing(d):
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+
+
+def wheel_text(pak, member, name):
+    with tarfile.open(pak) as t:
+        data = t.extractfile(member).read()
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return z.read(name).decode()
+
+
+@pytest.mark.parametrize("version", ["0.1.1", "0.2.0"])
+def test_build_a_version_from_the_tree(tmp_path, keys, house, tree, version):
+    before = listing(tree)
+    pak = tmp_path / "p.pak"
+    manifest = build(pak, key=keys[0], version=version, source=tree, wheels_from=house)
+    assert manifest.version == version
+    assert listing(tree) == before                  # nothing written into the tree
+    assert not (tree / "build").exists() and not list(tree.glob("*.egg-info"))
+    facts = verify(pak, keys[1], running_version="0.1.0")
+    ours = "wheels/ticgw-%s-py3-none-any.whl" % version
+    assert facts.version == version and ours in facts.wheels
+    assert sorted(set(facts.wheels) - {ours}) == sorted(
+        "wheels/" + w.name for w in house.glob("*.whl"))
+    meta = wheel_text(pak, ours, "ticgw-%s.dist-info/METADATA" % version)
+    assert "\nVersion: %s\n" % version in meta and "\nName: ticgw\n" in meta
+    assert '__version__ = "%s"' % version in wheel_text(pak, ours, "ticgw/__init__.py")
+    assert (tree / "ticgw" / "__init__.py").read_text().count('"%s"' % version) == 0
+
+
+def test_build_refuses_a_bad_version(tmp_path, keys, house):
+    with pytest.raises(BuildError) as e:
+        build(tmp_path / "x.pak", key=keys[0], version="1.x", wheels_from=house)
+    assert "invalid version: '1.x'" in str(e.value)
+    src = tmp_path / "src"                          # a tree whose version pip cannot set
+    (src / "ticgw").mkdir(parents=True)
+    (src / "pyproject.toml").write_text('[project]\nname = "ticgw"\nversion = "1"\n')
+    (src / "ticgw" / "__init__.py").write_text("VERSION = '1'\n")
+    with pytest.raises(BuildError) as e:
+        build(tmp_path / "x.pak", key=keys[0], version="1.2", source=src, wheels_from=house)
+    assert "no __version__" in str(e.value)
+    assert not (tmp_path / "x.pak").exists()
+
+
+def test_cli_build_version(tmp_path, keys, house, capsys):
+    key = tmp_path / "k.pem"
+    key.write_bytes(keys[0])
+    pak = tmp_path / "p.pak"
+    assert main(["pak", "build", "--key", str(key), "--out", str(pak),
+                 "--wheelhouse", str(house), "--version", "0.4.0"]) == 0
+    assert "ticgw 0.4.0" in capsys.readouterr().out
+    assert "wheels/ticgw-0.4.0-py3-none-any.whl" in inspect(pak).wheels
+    assert main(["pak", "build", "--key", str(key), "--out", str(pak),      # not the wheel's
+                 "--wheels", str(wheels(tmp_path)), "--version", "0.3.0"]) == 1
+    assert "version 0.3.0 asked, the ticgw wheel is 0.2.0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["pak", "build", "--key", str(key), "--wheels", str(tmp_path),
+              "--wheelhouse", str(house)])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_wheelhouse_has_no_ticgw_wheel(house):
+    names = [w.name for w in house.glob("*.whl")]
+    assert any(n.startswith("cryptography-") for n in names)
+    assert not [n for n in names if n.lower().startswith("ticgw-")]
+
+
+def fake_source(d, *deps):
+    d.mkdir(exist_ok=True)
+    (d / "pyproject.toml").write_text('[project]\nname = "fake"\nversion = "0"\n'
+                                      'dependencies = %s\n' % json.dumps(list(deps)))
+    return d
+
+
+def test_wheelhouse_reused_then_rebuilt(tmp_path, monkeypatch):
+    src, d = fake_source(tmp_path / "src", "six==1.16.0"), tmp_path / "house"
+    assert wheelhouse.ensure(d, source=src) == d
+    assert [w.name for w in d.glob("*.whl")] == ["six-1.16.0-py2.py3-none-any.whl"]
+    stamp = d / wheelhouse.STAMP
+    first = stamp.stat().st_mtime_ns, stamp.read_text()
+
+    def no_pip(*args):
+        raise AssertionError("pip ran again")
+    with monkeypatch.context() as m:
+        m.setattr(wheelhouse, "run_pip", no_pip)
+        assert wheelhouse.ensure(d, source=src) == d        # the same list: reused
+    assert (stamp.stat().st_mtime_ns, stamp.read_text()) == first
+
+    fake_source(src, "six==1.17.0")                         # another list: rebuilt
+    assert wheelhouse.ensure(d, source=src) == d
+    assert [w.name for w in d.glob("*.whl")] == ["six-1.17.0-py2.py3-none-any.whl"]
+    assert stamp.read_text() != first[1] and "six==1.17.0" in stamp.read_text()
+
+    fake_source(src, "six>=1 <2")                           # pip fails: the old one stays
+    with pytest.raises(BuildError) as e:
+        wheelhouse.ensure(d, source=src)
+    assert "pip wheel failed" in str(e.value) and "Invalid requirement" in str(e.value)
+    assert [w.name for w in d.glob("*.whl")] == ["six-1.17.0-py2.py3-none-any.whl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["house", "house.lock", "src"]
+
+    other = tmp_path / "other"                              # not a wheelhouse: left alone
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(BuildError):
+        wheelhouse.ensure(other, source=src)
+    assert listing(other) == ["notes.txt"]
+
+
+def test_wheelhouse_never_holds_ticgw(tmp_path):
+    whl = fake_wheel(tmp_path, "ticgw", "0.2.0")
+    src = fake_source(tmp_path / "src", "ticgw @ " + whl.as_uri())
+    with pytest.raises(BuildError) as e:
+        wheelhouse.ensure(tmp_path / "house", source=src)
+    assert "ticgw-0.2.0-py3-none-any.whl" in str(e.value)
+    assert not (tmp_path / "house").exists()
+
+
+def test_wheelhouse_built_once_by_concurrent_callers(tmp_path, monkeypatch):
+    src, d = fake_source(tmp_path / "src", "six==1.16.0"), tmp_path / "house"
+    runs = []
+    real = wheelhouse.run_pip
+
+    def counting(*args):
+        runs.append(args)
+        real(*args)
+    monkeypatch.setattr(wheelhouse, "run_pip", counting)
+    results, errors = [], []
+
+    def call():
+        try:
+            results.append(wheelhouse.ensure(d, source=src))
+        except Exception as e:      # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [d] * 4 and len(runs) == 1

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 from ticgw import __version__
-from ticgw.pak import MODEL, PakError, build, inspect, keygen, verify
-from ticgw.pak.build import BuildError
+from ticgw.pak import MODEL, BuildError, PakError, build, inspect, keygen, verify, wheelhouse
 
 KEY_FILE = "ticgw-pak.key"
 PUBLIC_FILE = "ticgw-pak.pub"
@@ -28,12 +27,19 @@ def add_parser(subparsers) -> None:
     k.add_argument("--out", metavar="DIR", default=".", help="directory (default: .)")
     k.set_defaults(func=run_keygen)
     b = sub.add_parser("build", help="build a signed package of this tree",
-                       description="Build ticgw's wheel and the wheels of its runtime "
-                                   "dependencies (or take them from --wheels), and write a "
+                       description="Build ticgw's wheel from a copy of this tree (at "
+                                   "--version), and the wheels of its runtime dependencies "
+                                   "(or take them from --wheels or --wheelhouse), and write a "
                                    "signed .pak.")
     b.add_argument("--key", metavar="FILE", required=True, help="private key (PEM)")
     b.add_argument("--out", metavar="FILE", help="output (default: ticgw-VERSION.pak)")
-    b.add_argument("--wheels", metavar="DIR", help="take prebuilt wheels from DIR (offline)")
+    b.add_argument("--version", metavar="VERSION",
+                   help="the version to build (default: the tree's, %s)" % __version__)
+    w = b.add_mutually_exclusive_group()
+    w.add_argument("--wheels", metavar="DIR", help="take prebuilt wheels from DIR (offline)")
+    w.add_argument("--wheelhouse", metavar="DIR",
+                   help="take the dependencies' wheels from the wheelhouse at DIR, made (or "
+                        "remade if the dependencies changed) by pip when needed")
     b.add_argument("--min-version", default="0",
                    help="the oldest running version it may replace (default: any)")
     b.add_argument("--allow-downgrade-from", metavar="VERSION", action="append", default=[],
@@ -81,7 +87,10 @@ def run_build(args, out=None) -> int:
     target = Path(args.out) if args.out else None
     try:
         tmp_target = target or Path("ticgw-build.pak.part")
-        manifest = build(tmp_target, key=args.key, wheels_from=args.wheels,
+        wheels_from = args.wheels
+        if args.wheelhouse:
+            wheels_from = wheelhouse.ensure(args.wheelhouse)
+        manifest = build(tmp_target, key=args.key, version=args.version, wheels_from=wheels_from,
                          min_version=args.min_version,
                          downgrade_allowed_from=args.allow_downgrade_from, model=args.model)
         if target is None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 from .manifest import MODEL, NAME, Manifest, PakError, parse_version
 from .sign import keygen, sign, verify_signature
 from .verify import Facts, verify, inspect
-from .build import build
+from .build import BuildError, build
+from . import wheelhouse
 
 __all__ = ["MODEL", "NAME", "Manifest", "PakError", "parse_version", "keygen", "sign",
-           "verify_signature", "Facts", "verify", "inspect", "build"]
+           "verify_signature", "Facts", "verify", "inspect", "build", "BuildError",
+           "wheelhouse"]
