@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ticgw.config import ConfigStore
+from ticgw.pak import keygen
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "var" / "demo"
@@ -42,6 +43,24 @@ DEMO_PROCESSES = (
 )
 
 
+def key_path(demo: Path = DEMO) -> Path:
+    """The demo's package signing key (``sim.demo_update`` signs with it)."""
+    return Path(demo) / "keys" / "ticgw-pak.key"
+
+
+def demo_public_key(demo: Path) -> str:
+    """The demo's signing key pair, made once; the public half (its ``BIN_PublicKey``)."""
+    key, public = key_path(demo), key_path(demo).with_suffix(".pub")
+    if not (key.exists() and public.exists()):
+        key.parent.mkdir(parents=True, exist_ok=True)
+        private_pem, public_hex = keygen()
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private_pem)
+        public.write_text(public_hex + "\n")
+    return public.read_text().strip()
+
+
 def prepare(demo: Path = DEMO, ports: dict | None = None, **settings) -> dict[str, str]:
     """Create the demo's data, run and server dirs and its configuration; return the
     environment honcho needs."""
@@ -62,6 +81,8 @@ def prepare(demo: Path = DEMO, ports: dict | None = None, **settings) -> dict[st
         "Connection_Mode": "modem", "Modem_Port": str(run / "ttyMODEM"), "SIM_Pin": "1234",
         "GPRS_Number": "*99***1#", "GPRS_Apn": "m2minetnat", "GPRS_Login": "sfr",
         "GPRS_Password": "sfr",
+        # packages signed with the demo's own key (sim.demo_update builds them)
+        "BIN_PublicKey": demo_public_key(demo),
     }
     for n in (1, 2, 3):
         changes["TIC_Port[%d]" % n] = str(run / ("ttyTIC%d" % n))
@@ -87,6 +108,7 @@ def main() -> int:
     print("watch the bus:      .venv/bin/ticgw bus --run %s tap" % env["TICGW_RUN"])
     print("connect now:        .venv/bin/ticgw bus --run %s call uplink connect" % env["TICGW_RUN"])
     print("delivered files:    http://127.0.0.1:%s/" % env["TICGW_DEMO_HTTP_PORT"])
+    print("update through /BIN: .venv/bin/python -m sim.demo_update   (--broken: rolled back)")
     cmd = honcho_command(env)
     os.chdir(ROOT)
     os.execve(cmd[0], cmd, env)

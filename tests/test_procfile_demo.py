@@ -1,55 +1,22 @@
 """End to end through Procfile.demo, as `make demo` runs it: three pty meters, the demo server,
 the broker, acquisition and uplink under honcho. `ticgw bus tap` shows the three meters' frames,
 and after a connection the server holds data files whose rows are exactly what was sampled."""
-import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from bus.testing import REPO, wait_for
-from gateway_helpers import Events, sealed_rows
-from sim import demo
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    # Bind to 0 and read the port back; released just before honcho starts the server (a
-    # small race, acceptable here: the services take their ports from the configuration).
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from demo_helpers import answer, call, running_demo, ticgw
+from gateway_helpers import sealed_rows
 
 
 @pytest.fixture
 def demo_gateway(tmp_path):
-    base = tmp_path / "d"
-    ports = {"ftp": free_port(), "http": free_port(), "ntp": free_port(socket.SOCK_DGRAM)}
-    env = demo.prepare(base, ports, DAQ_PeriodSec=3, Connection_PeriodMin=0,
-                       Connection_Hour=0, Connection_Minute=0)
-    run = base / "run"
-    events = Events(run)
-    p = subprocess.Popen(demo.honcho_command(env), env=env, cwd=str(REPO),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    output = []
-    threading.Thread(target=lambda: [output.append(l.decode("utf-8", "replace"))
-                                     for l in p.stdout], daemon=True).start()
-    yield base, env, events, output
-    os.killpg(p.pid, signal.SIGTERM)
-    try:
-        p.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-    events.close()
-
-
-def ticgw(env, *args, timeout=30):
-    return subprocess.run([sys.executable, "-m", "ticgw.cli", *args], env=env, cwd=str(REPO),
-                          capture_output=True, timeout=timeout, text=True)
+    with running_demo(tmp_path / "d", DAQ_PeriodSec=3, Connection_PeriodMin=0,
+                      Connection_Hour=0, Connection_Minute=0) as running:
+        yield running
 
 
 def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gateway):
@@ -110,21 +77,6 @@ def test_bus_tap_shows_three_meters_and_server_gets_what_was_sampled(demo_gatewa
     assert list((base / "server" / "LOG").glob("WEBDYN_*_debug.log.gz"))
 
 
-def call(env, run, service, method, *params):
-    r = ticgw(env, "bus", "--run", run, "call", service, method, *params)
-    assert r.returncode == 0, r.stdout + r.stderr
-    import json
-    return json.loads(r.stdout)
-
-
-def answer(env, run, service, method, *params):
-    """The result, or None while the service does not answer (yet)."""
-    try:
-        return call(env, run, service, method, *params)
-    except AssertionError:
-        return None
-
-
 def test_front_panel_install_button_and_whole_gateway_restart(demo_gateway):
     base, env, events, output = demo_gateway
     run = str(base / "run")
@@ -162,7 +114,9 @@ def test_front_panel_install_button_and_whole_gateway_restart(demo_gateway):
     assert {s: call(env, run, s, "ping")["pid"] for s in pids} == pids   # execv: same pids
     text = "".join(output)
     restarts = [l for l in output if "restarting: " in l]
-    restarted = [next(s for s in ("acquisition", "modem", "uplink") if s in l) for l in restarts]
+    restarted = [next(s for s in ("acquisition", "modem", "uplink", "update") if s in l)
+                 for l in restarts]
     # every other service, then the one asked (the acquisition) last
-    assert sorted(restarted[:-1]) == ["modem", "uplink"] and restarted[-1] == "acquisition"
+    assert sorted(restarted[:-1]) == ["modem", "update", "uplink"]
+    assert restarted[-1] == "acquisition"
     assert "exited with code" not in text           # honcho never saw a process end

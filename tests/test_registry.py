@@ -17,7 +17,8 @@ def test_the_procfiles_are_written_from_the_registry():
     assert r.returncode == 0, "run `ticgw procfile`:\n" + r.stdout + r.stderr
     lines = (REPO / "Procfile").read_text().splitlines()
     assert lines[1] == "bus: ticgw bus broker"
-    assert lines[2:] == ["%s: python -m %s" % (s.name, s.module) for s in registry.BUILTIN]
+    assert lines[2:] == ["%s: python -m ticgw.launch %s" % (s.name, s.module)
+                         for s in registry.BUILTIN]
 
 
 def test_every_entry_is_a_service_with_its_declarations():

@@ -88,15 +88,15 @@ def test_one_registry_entry_is_all_a_new_service_needs():
     assert messages.lookup_topic("echo.state").pattern == "<svc>.state"
     assert "echo" in statecharts.charts() and "```mermaid" in statecharts.mermaid("echo")
     assert registry.restart_order()[-1] == "echo"
-    assert "echo: python -m tests.echo_service\n" in registry.procfile()
+    assert "echo: python -m ticgw.launch tests.echo_service\n" in registry.procfile()
     e = gateway.endpoints(defaults(), "/tmp/r")
     assert e.command("echo") == "ipc:///tmp/r/echo.cmd"
     # its configuration key, in a process that loads the configuration after the entry
     out = subprocess.run([sys.executable, str(ECHO), "--derived"], capture_output=True,
                          text=True, timeout=60, env=child_env("/tmp/r"), cwd=str(REPO))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["key Bus_Echo", "procfile echo: python -m tests.echo_service",
-                                       "charts activity,tic_input,modem,connection,echo"]
+    assert out.stdout.splitlines() == ["key Bus_Echo", "procfile echo: python -m ticgw.launch tests.echo_service",
+                                       "charts activity,tic_input,modem,connection,install,echo"]
 
 
 def test_service_in_process(ctx, run_dir, broker, tmp_path):

@@ -171,7 +171,7 @@ FIRST = [
     r"Dépôt du fichier journal de bord WEBDYN_240430_120000\.log\.gz",
     r"Dépôt du fichier journal de bord WEBDYN_\d{6}_\d{6}\.log\.gz",
     r"Gestion du firmware\.\.\.",
-    r"Firmware ticgw-2\.1\.pak vérifié : installation à venir",
+    r"Firmware ticgw-2\.1\.pak vérifié : installation en fin de connexion",
     r"Connexion terminée",
     r"Reprise de l'acquisition de données\.\.\.",
 ]
@@ -270,7 +270,9 @@ def _every_phase_then_next_day(server, cert, ntp_server, root, pipelining):
         assert gw.outbox(kind) == [], kind
     assert conn.effects.detect and conn.restart_needed
 
-    # The next day: nothing to do but the journal.
+    # The next day: nothing to do but the journal (the update service has taken the package).
+    gw.bus.answers[("update", "status")] = {
+        "record": {"state": "committed", "sha256": hashlib.sha256(PAK).hexdigest()}}
     gw.wall.t += 86400
     n = len(gw.messages())
     before = len(server.commands())

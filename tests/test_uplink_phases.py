@@ -752,7 +752,7 @@ def test_firmware_fetched_and_verified(gw):
     _firmware(gw, hashlib.sha256(PAK).hexdigest())
     assert gw.connection().firmware() == "done"
     assert gw.messages() == ["Gestion du firmware...",
-                             "Firmware ticgw-2.1.pak vérifié : installation à venir"]
+                             "Firmware ticgw-2.1.pak vérifié : installation en fin de connexion"]
     assert (gw.data / "firmware" / "ticgw-2.1.pak").read_bytes() == PAK
     # already verified: not fetched again
     retrs = sum(c.startswith("RETR") for c in gw.ftp.commands)
@@ -785,8 +785,36 @@ def test_firmware_short_download_is_retried(gw):
     gw.ftp.fail_next_retr(1, after_bytes=100)
     assert gw.connection().firmware() == "done"
     assert gw.messages() == ["Gestion du firmware...", "Erreur de transfert FTP : 1 sur 3",
-                             "Firmware ticgw-2.1.pak vérifié : installation à venir"]
+                             "Firmware ticgw-2.1.pak vérifié : installation en fin de connexion"]
     assert (gw.data / "firmware" / "ticgw-2.1.pak").read_bytes() == PAK
+
+
+def test_firmware_the_update_service_has_taken_is_not_fetched_again(gw):
+    digest = hashlib.sha256(PAK).hexdigest()
+    _firmware(gw, digest)
+    for state in ("installing", "verifying", "committed", "rolled_back", "failed"):
+        gw.bus.answers[("update", "status")] = {"record": {"state": state, "sha256": digest}}
+        conn = gw.connection()
+        assert conn.firmware() == "done" and conn.firmware_package is None, state
+    assert not any(c.startswith("RETR") for c in gw.ftp.commands)
+    assert set(gw.messages()) == {"Gestion du firmware..."}
+    # another package (another checksum) is fetched
+    gw.bus.answers[("update", "status")] = {"record": {"state": "committed",
+                                                       "sha256": "0" * 64}}
+    conn = gw.connection()
+    assert conn.firmware() == "done"
+    assert conn.firmware_package == {"path": str(gw.data / "firmware" / "ticgw-2.1.pak"),
+                                     "sha256": digest}
+
+
+def test_firmware_waits_when_the_update_service_does_not_answer(gw):
+    _firmware(gw, hashlib.sha256(PAK).hexdigest())
+    gw.bus.fail.add(("update", "status"))
+    conn = gw.connection()
+    assert conn.firmware() == "failed" and conn.firmware_package is None
+    assert gw.messages() == ["Gestion du firmware...",
+                             "Erreur de mise à jour : le service de mise à jour ne répond pas"]
+    assert not any(c.startswith("RETR") for c in gw.ftp.commands)
 
 
 # ======================================================= faults in the middle of a connection
@@ -928,7 +956,7 @@ def test_full_sequence_journal_in_the_manuals_order(gw, tmp_path):
         r"Dépôt du fichier journal de bord SITE42_240430_120000\.log\.gz",
         r"Dépôt du fichier journal de bord SITE42_\d{6}_\d{6}\.log\.gz",
         r"Gestion du firmware\.\.\.",
-        r"Firmware ticgw-2\.1\.pak vérifié : installation à venir",
+        r"Firmware ticgw-2\.1\.pak vérifié : installation en fin de connexion",
         r"Connexion terminée",
         r"Reprise de l'acquisition de données\.\.\.",
     ]
@@ -947,8 +975,12 @@ def test_full_sequence_journal_in_the_manuals_order(gw, tmp_path):
     assert len([n for n in gw.server_files("/DATA") if "_TIC_P_" in n]) == 1
     assert gw.server_files("/CONFIG") == ["SITE42_config.ini", "SITE42_daq.ini", "SITE42_var.ini"]
     assert no_tmp_left(gw.ftp)
+    # the firmware phase asks the update service what it has taken already
     assert gw.bus.methods() == [("acquisition", "pause"), ("acquisition", "seal"),
-                                ("acquisition", "params"), ("acquisition", "resume")]
+                                ("acquisition", "params"), ("update", "status"),
+                                ("acquisition", "resume")]
+    assert conn.firmware_package == {"path": str(gw.data / "firmware" / "ticgw-2.1.pak"),
+                                     "sha256": hashlib.sha256(PAK).hexdigest()}
     assert conn.effects.detect and conn.restart_needed
     assert conn.stats["uploaded"] >= 6 and conn.stats["failed"] == 0
     # Web Services were told of each step

@@ -4,6 +4,7 @@ See the package's docstring for the smallest complete service.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -436,8 +437,12 @@ class Service:
         self.journal(RESTART_MESSAGE, on_written=lambda: ask(0))
 
     def restart_argv(self) -> list:
-        """The command line re-executed by restart: this process's own
-        (``python -m services.<name> ...`` under the Procfile)."""
+        """The command line re-executed by restart: the launcher's that started this process
+        (``$TICGW_LAUNCH``: it runs whatever release is current then), else this process's
+        own (``python -m services.<name> ...``)."""
+        launch = os.environ.get("TICGW_LAUNCH")
+        if launch:
+            return json.loads(launch)
         orig = getattr(sys, "orig_argv", None)
         if orig:
             return [sys.executable, *orig[1:]]

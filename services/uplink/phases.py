@@ -81,6 +81,8 @@ class Connection:
         self.ftp: FtpSession | None = None
         self.effects = commands.Effects()
         self.restart_needed = False
+        #: the package the firmware phase fetched and checked, for the update service
+        self.firmware_package: dict | None = None
         self.failed = False              # cut short (fault, deadline)
         self.closed = False              # `closing` has run
         self.stats = {"uploaded": 0, "bytes": 0, "failed": 0, "ftp_commands": 0,
@@ -729,32 +731,45 @@ class Connection:
         pending.unlink()
 
     def firmware(self) -> str:
-        name, checksum = self.settings.bin_file_name, self.settings.bin_checksum
+        """*Gestion du firmware...*: the package ``BIN_FileName`` names is fetched from
+        ``FTP_DirBin`` and checked against ``BIN_Checksum``; the service hands it to the update
+        service once the connection is over (it installs last, and restarts the gateway). A
+        package the update service has already taken (installed, rolled back, refused, or on
+        its way) is not fetched again; its outcome is journaled when it is known, so it goes
+        to the server in the next connection's log."""
+        name, checksum = self.settings.bin_file_name, self.settings.bin_checksum.lower()
         if not name:
             return "done"
         self.journal("Gestion du firmware...")
-        state = self.data_dir / "state" / "firmware_verified"
-        if state.exists() and state.read_text().strip() == checksum:
-            return "done"  # already fetched and verified
+        try:
+            record = (self.call_peer("update", "status") or {}).get("record") or {}
+        except Exception as e:
+            log.warning("firmware %s: the update service: %s", name, e)
+            self.journal("Erreur de mise à jour : le service de mise à jour ne répond pas")
+            return "failed"
+        if record.get("sha256") == checksum and record.get("state") not in (None, "idle"):
+            log.info("firmware %s: already taken by the update service (%s)", name,
+                     record.get("state"))
+            return "done"
         dest = self.data_dir / "firmware" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._ftp().download("BIN", name, dest, on_retry=self._retry_journal,
-                                 max_bytes=MAX_BYTES["BIN"])
-        except FtpError as e:
-            log.warning("firmware %s: %s", name, e)
-            self._error("Erreur de récupération du fichier %s" % name, e)
-            return "failed"
-        digest = _sha256_file(dest)
-        if digest != checksum.lower():
-            dest.unlink()
-            log.error("firmware %s: checksum %s, expected %s", name, digest, checksum)
-            self.journal("Erreur de somme de contrôle du firmware %s" % name)
-            return "failed"
-        write_atomic(state, checksum.encode())
-        self._confirm("CONFIGBIN", name)
-        # Installing comes with the firmware issue; until then, say what would be installed.
-        self.journal("Firmware %s vérifié : installation à venir" % name)
+        if not (dest.exists() and _sha256_file(dest) == checksum):
+            try:
+                self._ftp().download("BIN", name, dest, on_retry=self._retry_journal,
+                                     max_bytes=MAX_BYTES["BIN"])
+            except FtpError as e:
+                log.warning("firmware %s: %s", name, e)
+                self._error("Erreur de récupération du fichier %s" % name, e)
+                return "failed"
+            digest = _sha256_file(dest)
+            if digest != checksum:
+                dest.unlink()
+                log.error("firmware %s: checksum %s, expected %s", name, digest, checksum)
+                self.journal("Erreur de somme de contrôle du firmware %s" % name)
+                return "failed"
+            self._confirm("CONFIGBIN", name)
+        self.firmware_package = {"path": str(dest), "sha256": checksum}
+        self.journal("Firmware %s vérifié : installation en fin de connexion" % name)
         return "done"
 
     def closing(self, failure: str | None = None) -> None:

@@ -40,6 +40,10 @@ TAIL = 200
 FAULT_ROW = "Erreur interne de la passerelle : connexion interrompue"
 DEADLINE_ROW = "Connexion interrompue : durée maximale dépassée"
 LINK_LOST_ROW = "Connexion interrompue : perte de la liaison modem"
+#: Seconds the update service gets to check a fetched package before it says it takes it.
+FIRMWARE_WAIT = 120.0
+#: Refusals of the update service that it does not journal itself.
+NOT_JOURNALED_BY_UPDATE = ("busy", "bad-path", "fault", "unavailable")
 
 
 class ConnectionModel:
@@ -66,7 +70,8 @@ class ConnectionModel:
 
 class UplinkService(Service):
     name = "uplink"
-    subscriptions = ("alarm.raised", "spool.written", "task.ended", "journal", "modem.state")
+    subscriptions = ("alarm.raised", "spool.written", "task.ended", "journal", "modem.state",
+                     "update.outcome")
 
     def __init__(self, config, **kw):
         super().__init__(config, **kw)
@@ -83,6 +88,7 @@ class UplinkService(Service):
         self.next_scheduled: float | None = None
         self._sched_timer = None
         self._version_sent = False
+        self.restart_owed = False
         self._config_checked: float | None = None
         self.tail: collections.deque = collections.deque(maxlen=TAIL)
         self.inbox = CommandInbox(self.data_dir / "state")
@@ -159,6 +165,8 @@ class UplinkService(Service):
                 self.loop.call_later(1.0, self.try_connect, "acquisition")
         elif topic == "modem.state":
             self._modem_state(data)
+        elif topic == "update.outcome":
+            self._on_update_outcome(data)
         elif topic == "task.ended":
             if self.pending_reason and self.conn_model.state == "idle":
                 self.loop.call_later(0.2, self._start_pending)
@@ -340,21 +348,27 @@ class UplinkService(Service):
 
     def _after(self, conn: Connection) -> None:
         """What the connection asked for once it is over."""
-        if conn.effects or conn.restart_needed:
-            self._effects_due(conn.effects, conn.restart_needed)
+        if conn.effects or conn.restart_needed or conn.firmware_package:
+            self._effects_due(conn.effects, conn.restart_needed, conn.firmware_package)
         elif self.pending_reason:
             self.loop.call_later(1.0, self._start_pending)
 
-    def _effects_due(self, effects, restart: bool) -> None:
+    def _effects_due(self, effects, restart: bool, firmware: dict | None = None) -> None:
         """Forget a command file's requests on disk, then carry them out: a stop in between
         loses a request (a REBOOT is not repeated for ever), never doubles one."""
         self.disk.submit(lambda job: self.inbox.effects_applied(),
-                         on_done=lambda _: self._carry_out(effects, restart),
+                         on_done=lambda _: self._carry_out(effects, restart, firmware),
                          name="effects")
 
-    def _carry_out(self, effects, restart: bool) -> None:
+    def _carry_out(self, effects, restart: bool, firmware: dict | None = None) -> None:
         if effects.detect:
             self.call("acquisition", "detect")
+        if firmware:
+            # last in the connection: the update service installs it and restarts the gateway
+            # (which a restart asked for here would cut short: it is owed until the outcome)
+            self.call("update", "install", dict(firmware, origin="bin"), timeout=FIRMWARE_WAIT,
+                      on_reply=lambda r: self._firmware_taken(r, effects, restart))
+            return
         if restart or effects.reboot:
             self.restart_gateway("new configuration" if restart else "REBOOT")
             return
@@ -362,6 +376,27 @@ class UplinkService(Service):
             if effects.connect_again:
                 self.pending_reason = "command"
             self.loop.call_later(1.0, self._start_pending)
+
+    def _firmware_taken(self, reply, effects, restart: bool) -> None:
+        if isinstance(reply, Exception):
+            log.warning("firmware not taken: %s", reply)
+            if not isinstance(reply, CommandRefused) or reply.code in NOT_JOURNALED_BY_UPDATE:
+                # the update service journals the packages it refuses, not a refusal to look
+                # at one (busy, in fault) nor its silence: the package waits for the next time
+                self.journal("Mise à jour reportée : %s" % getattr(reply, "message", reply))
+            self._carry_out(effects, restart)
+            return
+        log.info("firmware %s taken by the update service", reply.get("version"))
+        self.restart_owed = bool(restart or effects.reboot)
+        if effects.connect_again:
+            self.pending_reason = "command"
+
+    def _on_update_outcome(self, data: dict) -> None:
+        """A restart this service owes (a new configuration) when an install that would have
+        restarted the gateway fails before its switch."""
+        if self.restart_owed and data.get("state") == "failed":
+            self.restart_owed = False
+            self.restart_gateway("new configuration")
 
     # --- scheduling ------------------------------------------------------------------------------
 

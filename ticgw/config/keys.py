@@ -151,7 +151,10 @@ DECLARED: tuple[Key, ...] = (
        "SHA-256 of BIN_FileName (64 hex digits); required with BIN_FileName", "Firmware"),
     _k("BIN_PublicKey", _C, t.HexKey(32, "Ed25519 public key"), "",
        "Ed25519 public key (64 hex digits) that firmware packages must be signed with; "
-       "empty: signatures are not checked", "Firmware"),
+       "empty: every package is refused", "Firmware"),
+    _k("BIN_HealthTimeout", _C, t.Int(30, 3600), 180,
+       "Seconds a new release gets, after its restart, for every service to report "
+       "operational with its version; otherwise it is rolled back", "Firmware"),
     _k("Web_Listen", _C, t.Listen(), "127.0.0.1:8080",
        "Address and port of the installer's web page", "Web page"),
     _k("Web_User", _C, t.Text(empty=False, max_len=32, pattern=r"[^:\s]+",

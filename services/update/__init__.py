@@ -1,0 +1,2 @@
+"""The update service: firmware packages (`.pak`) verified, installed offline as a fresh
+release, switched to, health-checked, then committed or rolled back (manual 10.5)."""

@@ -1,0 +1,143 @@
+"""The update's steps that change the disk, each under the releases lock and each written to
+the update record before (or as) it acts, so that a kill at any point is finished or undone
+at the next start (:func:`resume`). Blocking: the service runs them in its worker.
+"""
+from __future__ import annotations
+
+import logging
+
+from ticgw import __version__
+from ticgw.release import install, record
+from ticgw.release.layout import BASE, RECORD, Releases, release_name
+from ticgw.release.record import Record
+
+log = logging.getLogger("update")
+
+#: The record's reasons (French: the journal and the page show them).
+INTERRUPTED_INSTALL = "Mise à jour interrompue pendant l'installation"
+INTERRUPTED_SWITCH = "Mise à jour interrompue avant le basculement"
+
+
+class Steps:
+    def __init__(self, releases: Releases, clock=None):
+        self.releases = releases
+        self.path = releases.path / RECORD
+        self._clock = clock
+
+    def load(self) -> Record:
+        return record.load(self.path)
+
+    def _save(self, rec: Record) -> None:
+        if self._clock is not None:
+            record.save(self.path, rec, clock=self._clock)
+        else:
+            record.save(self.path, rec)
+
+    def resume(self, running_version: str = __version__) -> tuple[Record, str]:
+        """Finish or undo what a kill interrupted; the record and the machine's ``resume_*``
+        trigger (``resume_idle``, ``resume_verifying``, ``resume_rollback``)."""
+        with self.releases.lock():
+            gone = self.releases.remove_temps()
+            if gone:
+                log.warning("removed what an interrupted install left: %s", ", ".join(gone))
+            rec = self.load()
+            current = self.releases.current()
+            if rec.state == "installing":
+                self._fail(rec, INTERRUPTED_INSTALL)
+            elif rec.state == "switching":
+                if current == rec.release and current is not BASE:
+                    rec.state = "verifying"             # the link moved: go on
+                    self._save(rec)
+                else:
+                    self._fail(rec, INTERRUPTED_SWITCH)
+            if rec.state == "verifying":
+                if current != rec.release:
+                    rec.state, rec.announced = "rolled_back", False
+                    rec.reason = rec.reason or "Version %s abandonnée" % rec.version
+                    self._save(rec)
+                elif running_version != rec.version:
+                    return rec, "resume_rollback"
+                else:
+                    return rec, "resume_verifying"
+            if rec.state == "rolling_back":
+                return rec, "resume_rollback"
+            return rec, "resume_idle"
+
+    def _fail(self, rec: Record, reason: str) -> None:
+        rec.state, rec.reason, rec.announced = "failed", reason, False
+        self._save(rec)
+
+    def begin(self, facts, origin: str) -> Record:
+        """The record of an install about to start (nothing else is touched yet)."""
+        with self.releases.lock():
+            current = self.releases.current()
+            rec = Record(state="installing", version=facts.version,
+                         release=release_name(facts.version, facts.sha256),
+                         sha256=facts.sha256, build_date=facts.build_date, origin=origin,
+                         from_version=__version__, from_release=current,
+                         tries_left=record.TRIES, announced=False)
+            self._save(rec)
+            return rec
+
+    def install(self, job, pak, facts, progress) -> str:
+        return install.install(pak, facts, self.releases, progress=progress,
+                               cancelled=lambda: job.cancelled)
+
+    def failed(self, reason: str, facts=None, origin: str | None = None) -> Record:
+        """A package refused or an install that failed: nothing that runs was touched."""
+        with self.releases.lock():
+            rec = self.load()
+            if facts is not None and rec.sha256 != facts.sha256:
+                rec = Record(version=facts.version, sha256=facts.sha256,
+                             build_date=facts.build_date, origin=origin,
+                             from_version=__version__, from_release=self.releases.current())
+            elif facts is None and rec.state in record.FINAL + ("idle",):
+                rec = Record(origin=origin, from_version=__version__,
+                             from_release=self.releases.current())
+            self._fail(rec, reason)
+            return rec
+
+    def switch(self) -> Record:
+        """The pending mark first, then the link: the launcher counts the new release's tries
+        from here, and rolls it back when they run out."""
+        with self.releases.lock():
+            rec = self.load()
+            rec.state, rec.tries_left = "switching", record.TRIES
+            self._save(rec)
+            self.releases.switch(rec.release)
+            rec.state = "verifying"
+            self._save(rec)
+            return rec
+
+    def commit(self) -> Record:
+        with self.releases.lock():
+            rec = self.load()
+            rec.state, rec.reason, rec.announced = "committed", None, False
+            self._save(rec)
+            gone = self.releases.purge(keep=(rec.release, rec.from_release))
+            if gone:
+                log.info("removed older releases: %s", ", ".join(gone))
+            return rec
+
+    def roll_back(self, reason: str) -> Record:
+        with self.releases.lock():
+            rec = self.load()
+            rec.state, rec.reason, rec.announced = "rolling_back", reason, False
+            self._save(rec)
+            back = rec.from_release if self.releases.is_complete(rec.from_release) else BASE
+            self.releases.switch(back)
+            rec.state = "rolled_back"
+            self._save(rec)
+            return rec
+
+    def announced(self) -> Record:
+        with self.releases.lock():
+            rec = self.load()
+            rec.announced = True
+            self._save(rec)
+            return rec
+
+    def running(self) -> dict:
+        """What runs and what is on disk, for the status."""
+        current = self.releases.current()
+        return {"release": current or "base", "installed": self.releases.installed()}
