@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test bench setup clean
+.PHONY: demo demo-update test bench setup clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP) $(VENV)/.system
 
 demo: $(STAMP)
 	$(BIN)/python -m sim.demo
+
+# With `make demo` running: a package of the tree, one version up, through the demo's /BIN.
+demo-update: $(STAMP)
+	$(BIN)/python -m sim.demo_update
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

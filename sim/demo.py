@@ -66,6 +66,8 @@ def prepare(demo: Path = DEMO, ports: dict | None = None, **settings) -> dict[st
     environment honcho needs."""
     ports = dict(PORTS, **(ports or {}))
     data, run, server = demo / "data", demo / "run", demo / "server"
+    # the demo runs the tree: releases a `sim.demo_update` of an earlier run installed go
+    shutil.rmtree(data / "releases", ignore_errors=True)
     for d in (data, run, server):
         d.mkdir(parents=True, exist_ok=True)
     store = ConfigStore(data)

@@ -6,6 +6,7 @@ install, like the bus broker, and never changes with a package. Before it execut
 (same process, same pid, so honcho sees no change) it:
 
 - finishes a rollback a power cut interrupted (the record says ``rolling_back``);
+- before a new release's first service, runs its configuration migrations, once;
 - counts the starts of a release not committed yet: each start of the update service takes
   one of its tries, and when none is left the release is rolled back here, without it. A
   release that cannot even start its update service cannot roll itself back;
@@ -13,16 +14,17 @@ install, like the bus broker, and never changes with a package. Before it execut
   working directory never shadows the release's code), or the base interpreter when no
   release is installed or the link names an incomplete one.
 
-Standard library only, and nothing else of ticgw but :mod:`ticgw.release.layout` and
-:mod:`ticgw.release.record`.
+Standard library only, and nothing else of ticgw but :mod:`ticgw.release` (layout, record,
+configs, moves) and :mod:`ticgw.files`.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+from pathlib import Path
 
-from ticgw.release import layout, record
+from ticgw.release import configs, layout, moves, record
 from ticgw.release.layout import BASE, Releases
 
 #: The service whose starts count a new release's tries (it holds the install machine).
@@ -33,24 +35,30 @@ def _say(text: str) -> None:
     print("launch: %s" % text, file=sys.stderr, flush=True)
 
 
-def settle(releases: Releases, module: str) -> str | None:
+def settle(releases: Releases, module: str, data: Path | None = None) -> str | None:
     """Bring the record and the link to a state a service may start in; the release to run."""
     if not releases.path.is_dir():
         return BASE
-    path = releases.path / layout.RECORD
+    data = data if data is not None else configs.data_dir()
     with releases.lock():
-        rec = record.load(path)
+        rec = record.load(releases.path / layout.RECORD)
         current = releases.current()
         if rec.state == "rolling_back":
-            _roll_back(releases, rec, path, rec.reason or "Retour arrière interrompu, repris")
-        elif (module == COUNTING_MODULE and rec.state in ("switching", "verifying")
-              and current is not BASE and current == rec.release):
-            rec.tries_left -= 1
-            if rec.tries_left < 0:
-                _roll_back(releases, rec, path, "La version %s n'a pas démarré (%d essais)"
-                           % (rec.version, record.TRIES))
-            else:
-                record.save(path, rec)
+            _said(moves.roll_back(releases, rec, data,
+                                  rec.reason or "Retour arrière interrompu, repris"))
+        elif (rec.state in ("switching", "verifying") and current is not BASE
+              and current == rec.release):
+            rec = moves.first_start(releases, rec, data)
+            if rec.state == "rolled_back":
+                _said(rec)
+            elif module == COUNTING_MODULE:
+                rec.tries_left -= 1
+                if rec.tries_left < 0:
+                    _said(moves.roll_back(releases, rec, data,
+                                          "La version %s n'a pas démarré (%d essais)"
+                                          % (rec.version, record.TRIES)))
+                else:
+                    record.save(releases.path / layout.RECORD, rec)
         name = releases.current()
         if not releases.is_complete(name):
             _say("release %s is incomplete: starting the base install" % name)
@@ -58,14 +66,8 @@ def settle(releases: Releases, module: str) -> str | None:
         return name
 
 
-def _roll_back(releases: Releases, rec, path, reason: str) -> None:
-    rec.state, rec.reason, rec.announced = "rolling_back", reason, False
-    record.save(path, rec)
-    back = rec.from_release if releases.is_complete(rec.from_release) else BASE
-    releases.switch(back)
-    rec.state = "rolled_back"
-    record.save(path, rec)
-    _say("rolled back to %s: %s" % (back or "the base install", reason))
+def _said(rec) -> None:
+    _say("rolled back to %s: %s" % (rec.from_release or "the base install", rec.reason))
 
 
 def command(releases: Releases, name: str | None, module: str, args: list) -> tuple[list, dict]:

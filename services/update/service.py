@@ -94,7 +94,7 @@ class UpdateService(Service):
 
     def on_start(self) -> None:
         self.releases = layout.Releases(layout.root(self.data_dir))
-        self.steps = Steps(self.releases)
+        self.steps = Steps(self.releases, self.data_dir)
         self.inbox = (self.data_dir / "firmware").resolve()
         self.worker = Worker(self.loop, "update-work")
         self.model = InstallModel(self)

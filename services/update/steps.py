@@ -5,9 +5,10 @@ at the next start (:func:`resume`). Blocking: the service runs them in its worke
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ticgw import __version__
-from ticgw.release import install, record
+from ticgw.release import install, moves, record
 from ticgw.release.layout import BASE, RECORD, Releases, release_name
 from ticgw.release.record import Record
 
@@ -19,19 +20,16 @@ INTERRUPTED_SWITCH = "Mise à jour interrompue avant le basculement"
 
 
 class Steps:
-    def __init__(self, releases: Releases, clock=None):
+    def __init__(self, releases: Releases, data_dir: Path):
         self.releases = releases
+        self.data = Path(data_dir)
         self.path = releases.path / RECORD
-        self._clock = clock
 
     def load(self) -> Record:
         return record.load(self.path)
 
     def _save(self, rec: Record) -> None:
-        if self._clock is not None:
-            record.save(self.path, rec, clock=self._clock)
-        else:
-            record.save(self.path, rec)
+        record.save(self.path, rec)
 
     def resume(self, running_version: str = __version__) -> tuple[Record, str]:
         """Finish or undo what a kill interrupted; the record and the machine's ``resume_*``
@@ -84,9 +82,13 @@ class Steps:
                                cancelled=lambda: job.cancelled)
 
     def failed(self, reason: str, facts=None, origin: str | None = None) -> Record:
-        """A package refused or an install that failed: nothing that runs was touched."""
+        """A package refused or an install that failed: nothing that runs was touched. A record
+        that is pending (a switch not committed) is left to the launcher and to resume()."""
         with self.releases.lock():
             rec = self.load()
+            if rec.pending:
+                log.error("not recorded as failed (%s): the record is %s", reason, rec.state)
+                return rec
             if facts is not None and rec.sha256 != facts.sha256:
                 rec = Record(version=facts.version, sha256=facts.sha256,
                              build_date=facts.build_date, origin=origin,
@@ -98,37 +100,21 @@ class Steps:
             return rec
 
     def switch(self) -> Record:
-        """The pending mark first, then the link: the launcher counts the new release's tries
-        from here, and rolls it back when they run out."""
+        """The pending mark first, the configuration copied aside, then the link: the launcher
+        counts the new release's starts from here, and rolls it back when they run out."""
         with self.releases.lock():
-            rec = self.load()
-            rec.state, rec.tries_left = "switching", record.TRIES
-            self._save(rec)
-            self.releases.switch(rec.release)
-            rec.state = "verifying"
-            self._save(rec)
-            return rec
+            return moves.switch_to(self.releases, self.load(), self.data)
 
     def commit(self) -> Record:
         with self.releases.lock():
-            rec = self.load()
-            rec.state, rec.reason, rec.announced = "committed", None, False
-            self._save(rec)
-            gone = self.releases.purge(keep=(rec.release, rec.from_release))
+            rec, gone = moves.commit(self.releases, self.load())
             if gone:
                 log.info("removed older releases: %s", ", ".join(gone))
             return rec
 
     def roll_back(self, reason: str) -> Record:
         with self.releases.lock():
-            rec = self.load()
-            rec.state, rec.reason, rec.announced = "rolling_back", reason, False
-            self._save(rec)
-            back = rec.from_release if self.releases.is_complete(rec.from_release) else BASE
-            self.releases.switch(back)
-            rec.state = "rolled_back"
-            self._save(rec)
-            return rec
+            return moves.roll_back(self.releases, self.load(), self.data, reason)
 
     def announced(self) -> Record:
         with self.releases.lock():

@@ -10,6 +10,7 @@ each step that changes what runs, it says:
 - ``from_version``/``from_release``: what ran before (``from_release`` None: the base install);
 - ``tries_left``: starts the launcher may still give the new release before it is rolled
   back without waiting for a health check (a release that cannot even start);
+- ``migrated``: the new release's configuration migrations have run (moves.py);
 - ``reason``: why it failed or was rolled back (French, for the journal and the page);
 - ``announced``: the outcome's journal row (and alarm) is written.
 
@@ -43,6 +44,7 @@ class Record:
     from_version: str | None = None
     from_release: str | None = None
     tries_left: int = TRIES
+    migrated: bool = False
     reason: str | None = None
     announced: bool = True
     at: float = 0.0
