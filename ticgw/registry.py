@@ -168,6 +168,18 @@ UPDATE = ServiceSpec(
     ),
 )
 
+WEB = ServiceSpec(
+    "web",
+    "the installer's web page on Web_Listen: the manual's pages (sections 9 to 12), live from "
+    "the bus",
+    "services.web",
+    commands=(
+        Command("web", "sessions", "the open sessions and the login failures (no secrets)",
+                {}, {"sessions": "how many are open", "streams": "live pages open",
+                     "failures": "recent login failures per address"}),
+    ),
+)
+
 #: Every service, in start order (and whole-gateway restart order).
 SERVICES: list[ServiceSpec] = []
 
@@ -182,7 +194,7 @@ def register(spec: ServiceSpec) -> ServiceSpec:
 
 
 #: The gateway's own services (what this file declares), in order.
-BUILTIN: tuple[ServiceSpec, ...] = (ACQUISITION, MODEM, UPLINK, UPDATE)
+BUILTIN: tuple[ServiceSpec, ...] = (ACQUISITION, MODEM, UPLINK, UPDATE, WEB)
 
 for _spec in BUILTIN:
     register(_spec)

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from ticgw import __version__
-from ticgw.release import install, moves, record
+from ticgw.release import configs, install, moves, record
 from ticgw.release.layout import BASE, RECORD, Releases, release_name
 from ticgw.release.record import Record
 
@@ -50,6 +50,9 @@ class Steps:
                     self._fail(rec, INTERRUPTED_SWITCH)
             if rec.state == "verifying":
                 if current != rec.release:
+                    # the link was moved by something else than a rollback: the release that
+                    # runs gets back the configuration it had
+                    configs.restore(self.releases.path, self.data)
                     rec.state, rec.announced = "rolled_back", False
                     rec.reason = rec.reason or "Version %s abandonnée" % rec.version
                     self._save(rec)

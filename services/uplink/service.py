@@ -17,7 +17,7 @@ import threading
 import time
 
 from bus.client import CommandClient
-from bus.errors import CommandRefused
+from bus.errors import CommandRefused, RemoteError
 from bus.tasklock import TaskBusy, TaskLock
 from services.runtime import Service, Worker
 from ticgw import files
@@ -380,7 +380,7 @@ class UplinkService(Service):
     def _firmware_taken(self, reply, effects, restart: bool) -> None:
         if isinstance(reply, Exception):
             log.warning("firmware not taken: %s", reply)
-            if not isinstance(reply, CommandRefused) or reply.code in NOT_JOURNALED_BY_UPDATE:
+            if not isinstance(reply, RemoteError) or reply.code in NOT_JOURNALED_BY_UPDATE:
                 # the update service journals the packages it refuses, not a refusal to look
                 # at one (busy, in fault) nor its silence: the package waits for the next time
                 self.journal("Mise à jour reportée : %s" % getattr(reply, "message", reply))

@@ -2,7 +2,9 @@
 # System prerequisites of the test suite, on Debian 12 (bookworm). Idempotent: when everything
 # is in place it only checks, in a fraction of a second.
 #
-# - chronyd, faketime, openssl: installed with apt.
+# - chronyd, faketime, openssl, ppp: installed with apt.
+# - Debian's chromium (and a font), which the browser tests drive with Playwright
+#   (executable_path=/usr/bin/chromium; Playwright's own browser download is never used).
 # - Two real FTP daemons, vsftpd and proftpd (sim/ftp_daemons.py runs them in the foreground on
 #   loopback, never as system services). Their packages all "Conflict: ftp-server", so apt
 #   cannot install both: apt installs only their library dependencies, and the packages
@@ -26,8 +28,8 @@ ftp_user="ticgw-ftp"
 ftp_password="ticgw-ftp-test"
 pam_service="/etc/pam.d/ticgw-ftp"
 
-tools=(chronyd faketime openssl useradd chpasswd chat pppd)
-tool_packages=(chrony faketime openssl ppp)
+tools=(chronyd faketime openssl useradd chpasswd chat pppd chromium)
+tool_packages=(chrony faketime openssl ppp chromium fonts-dejavu-core)
 daemon_packages=(vsftpd proftpd-core proftpd-mod-crypto)
 # Files that must exist in $dest, and the ELF files whose libraries must all resolve.
 daemon_files=(usr/sbin/vsftpd usr/sbin/proftpd usr/lib/proftpd/mod_tls.so)

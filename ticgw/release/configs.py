@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ticgw.files import fsync_dir, write_atomic
 
+from .layout import TEMP_PREFIX
+
 BACKUP = "config-before"
 MIGRATIONS_FILE = "migrations.json"
 MIGRATE_TIMEOUT = 300
@@ -43,7 +45,7 @@ def _sources(data: Path) -> list[tuple[Path, str]]:
 def backup(releases_path: Path, data: Path) -> Path:
     """Copy the configuration as it is now (replacing an older copy)."""
     target = releases_path / BACKUP
-    temp = releases_path / (".%s.%s" % (BACKUP, os.urandom(4).hex()))
+    temp = releases_path / ("%s%s-%s" % (TEMP_PREFIX, BACKUP, os.urandom(4).hex()))
     for sub in ("config", "state"):
         (temp / sub).mkdir(parents=True)
     for path, name in _sources(data):

@@ -27,7 +27,6 @@ import tarfile
 import time
 from pathlib import Path
 
-from ticgw import registry
 from ticgw.pak.manifest import REQUIREMENTS, WHEELS_DIR, PakError
 
 from .layout import Releases, release_name
@@ -162,11 +161,14 @@ def _relocate_scripts(temp: Path, final: Path) -> None:
 
 
 def _smoke(python: Path, version: str) -> None:
-    """The new interpreter imports every service of ours (their ``__main__`` aside)."""
-    modules = ["ticgw.launch"] + [s.module + ".service" for s in registry.BUILTIN]
+    """The new interpreter imports the launcher, the migrations and every service of its own
+    registry (the new release's, not this one's)."""
     code = ("import importlib, ticgw\n"
-            "for m in %r: importlib.import_module(m)\n"
-            "print(ticgw.__version__)\n" % (modules,))
+            "from ticgw import registry\n"
+            "for m in ['ticgw.launch', 'ticgw.migrate']"
+            " + [s.module + '.service' for s in registry.BUILTIN]:\n"
+            "    importlib.import_module(m)\n"
+            "print(ticgw.__version__)\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run([str(python), "-P", "-c", code], capture_output=True, text=True,
                        timeout=120, env=env, cwd="/")

@@ -1,0 +1,149 @@
+"""Who may use the page: server-side sessions, login back-off, CSRF checks, the password.
+
+Security provisions (ETSI EN 303 645 5.1, OWASP IoT I1/I3/I9, OWASP session management):
+
+- the factory login (the manual's ``userhigh``/``high``) works only while the password is the
+  factory one, and then leads only to the password change;
+- sessions are server-side: the cookie holds a random 256-bit token and nothing else; a session
+  ends after ``IDLE`` seconds without a request and ``ABSOLUTE`` seconds after login, at logout
+  and when the password changes; a login always makes a new token;
+- login failures are counted per address: from the ``FREE_FAILURES``-th on, each next try
+  waits twice as long as the last (capped at ``MAX_WAIT``); each failure is logged;
+- a request that changes something must come from the page itself: its ``Origin`` (or
+  ``Referer``) is the page's host, and it carries the session's CSRF token (a form field or
+  the ``X-CSRF-Token`` header). Browsers do not send ``Sec-Fetch-Site`` to a plain-HTTP LAN
+  address, so that header is not relied on.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ticgw.config.password import DEFAULT_PASSWORD_HASH, check_password, hash_password
+
+log = logging.getLogger("web.auth")
+
+COOKIE = "ticgw_session"
+IDLE = 15 * 60
+ABSOLUTE = 8 * 3600
+FREE_FAILURES = 5
+FIRST_WAIT = 2.0
+MAX_WAIT = 15 * 60.0
+MIN_PASSWORD = 10
+FACTORY_PASSWORD = "high"
+
+
+@dataclass
+class Session:
+    token: str
+    user: str
+    csrf: str
+    created: float
+    seen: float
+    must_change_password: bool = False
+    flash: list[tuple[str, str]] = field(default_factory=list)   # (kind, text)
+
+
+class Sessions:
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.by_token: dict[str, Session] = {}
+
+    def open(self, user: str, must_change_password: bool) -> Session:
+        now = self.clock()
+        s = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(24), now, now,
+                    must_change_password)
+        self.by_token[s.token] = s
+        return s
+
+    def get(self, token: str | None) -> Session | None:
+        """The live session of ``token`` (its idle clock restarted), or None."""
+        if not token:
+            return None
+        s = self.by_token.get(token)
+        if s is None:
+            return None
+        now = self.clock()
+        if now - s.seen > IDLE or now - s.created > ABSOLUTE:
+            del self.by_token[token]
+            return None
+        s.seen = now
+        return s
+
+    def close(self, token: str | None) -> None:
+        self.by_token.pop(token or "", None)
+
+    def close_all(self, keep: str | None = None) -> None:
+        for t in [t for t in self.by_token if t != keep]:
+            del self.by_token[t]
+
+    def count(self) -> int:
+        now = self.clock()
+        return sum(1 for s in self.by_token.values()
+                   if now - s.seen <= IDLE and now - s.created <= ABSOLUTE)
+
+
+class Throttle:
+    """Login failures per address, and the wait they impose."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.failures: dict[str, int] = {}
+        self.until: dict[str, float] = {}
+
+    def wait(self, address: str) -> float:
+        """Seconds before ``address`` may try again (0: now)."""
+        return max(0.0, self.until.get(address, 0.0) - self.clock())
+
+    def failed(self, address: str, user: str) -> None:
+        n = self.failures.get(address, 0) + 1
+        self.failures[address] = n
+        if n >= FREE_FAILURES:
+            self.until[address] = self.clock() + min(MAX_WAIT,
+                                                      FIRST_WAIT * 2 ** (n - FREE_FAILURES))
+        log.warning("login failed for %r from %s (%d in a row)", user, address, n)
+
+    def succeeded(self, address: str) -> None:
+        self.failures.pop(address, None)
+        self.until.pop(address, None)
+
+
+def is_factory(password_hash: str) -> bool:
+    return password_hash == DEFAULT_PASSWORD_HASH
+
+
+def login_ok(user: str, password: str, settings) -> bool:
+    """The user and password match the configuration (in constant time for the password)."""
+    user_ok = hmac.compare_digest(user.encode(), settings.web_user.encode())
+    return check_password(password, settings.web_password_hash) and user_ok
+
+
+def new_password_problems(new: str, again: str) -> dict[str, str]:
+    """Field -> text key of what is wrong with a new password (empty: fine)."""
+    if len(new) < MIN_PASSWORD:
+        return {"new": "password.too_short"}
+    if new == FACTORY_PASSWORD:
+        return {"new": "password.same_as_factory"}
+    if new != again:
+        return {"again": "password.mismatch"}
+    return {}
+
+
+def make_hash(password: str) -> str:
+    return hash_password(password)
+
+
+def same_origin(headers: dict, host: str | None) -> bool:
+    """The request came from a page of this host: ``Origin``, else ``Referer``, names it."""
+    source = headers.get("Origin") or headers.get("Referer")
+    if not source or not host or source == "null":
+        return False
+    return urlsplit(source).netloc.lower() == host.lower()
+
+
+def csrf_ok(session: Session, token: str | None) -> bool:
+    return bool(token) and hmac.compare_digest(session.csrf.encode(), str(token).encode())

@@ -1,0 +1,5 @@
+"""*Système*: diagnostics, configuration backup and restore: being written."""
+
+
+def register(app, web) -> None:
+    pass

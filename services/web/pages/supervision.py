@@ -1,0 +1,5 @@
+"""*Supervision* (manual 10.4): being written."""
+
+
+def register(app, web) -> None:
+    pass

@@ -1,0 +1,109 @@
+// ticgw: what every page does live. One event stream (/events); pages add handlers with
+// ticgw.on(event, fn). No library: EventSource and fetch.
+"use strict";
+(function () {
+  var handlers = {};
+  var source = null;
+  var csrf = (document.querySelector('meta[name="csrf"]') || {}).content || "";
+  var since = (document.querySelector('meta[name="since"]') || {}).content || "";
+
+  function on(name, fn) { (handlers[name] = handlers[name] || []).push(fn); if (source) listen(name); }
+  function emit(name, data) { (handlers[name] || []).forEach(function (fn) { fn(data); }); }
+  function listen(name) {
+    if (listen.done[name]) return;
+    listen.done[name] = true;
+    source.addEventListener(name, function (e) {
+      if (e.lastEventId) since = e.lastEventId;
+      emit(name, JSON.parse(e.data));
+    });
+  }
+  listen.done = {};
+
+  function el(tag, text, attrs) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    return e;
+  }
+
+  function show(id, yes) { var b = document.getElementById(id); if (b) b.hidden = !yes; }
+
+  function connect() {
+    // the events after the snapshot this page was rendered from; after a reconnection the
+    // browser sends Last-Event-ID, the server replays from the page's own number
+    source = new EventSource("/events" + (since ? "?since=" + since : ""));
+    listen.done = {};
+    Object.keys(handlers).forEach(listen);
+    source.onopen = function () { show("banner-offline", false); emit("online", {}); };
+    source.onerror = function () { show("banner-offline", true); };
+  }
+
+  // --- common to every page ---------------------------------------------------------------
+  on("hello", function (d) { show("banner-init", d.init); });
+  on("banner", function (d) { show("banner-init", d.init); });
+  on("reload", function () { location.reload(); });
+  on("leds", function (d) {
+    Object.keys(d.leds || {}).forEach(function (name) {
+      var led = document.querySelector('[data-led="' + name + '"]');
+      if (led) { led.className = "led " + d.leds[name]; }
+    });
+    if (d.pulse) {
+      var p = document.querySelector('[data-led="' + d.pulse + '"]');
+      if (p) { p.classList.add("pulse"); setTimeout(function () { p.classList.remove("pulse"); }, 150); }
+    }
+  });
+  on("journal", function (d) {
+    var body = document.querySelector('table[data-live="journal"] tbody');
+    if (!body) return;
+    var tr = el("tr");
+    d.row.forEach(function (c) { tr.appendChild(el("td", c)); });
+    body.appendChild(tr);
+    emit("journal-row", tr);
+  });
+  on("status", function (d) {
+    var row = document.querySelector('#services tr[data-service="' + d.service + '"]');
+    if (row) { row.cells[1].textContent = d.activity || ""; row.cells[2].textContent = d.version || ""; }
+  });
+  on("task", function (d) {
+    if (d.task === "Détection") show("detecting", d.phase === "started");
+    if (d.task === "Détection" && d.phase === "ended" && document.getElementById("detection")) {
+      location.reload();
+    }
+  });
+
+  // a page that waits for the gateway to come back (Redémarrer, Mise à jour)
+  function awaitReconnect(target) {
+    var started = Date.now();
+    function poll() {
+      fetch("/", { cache: "no-store", redirect: "manual" }).then(function (r) {
+        if (Date.now() - started > 5000 && (r.ok || r.type === "opaqueredirect")) { location.href = target; }
+        else { setTimeout(poll, 2000); }
+      }).catch(function () { setTimeout(poll, 2000); });
+    }
+    setTimeout(poll, 3000);
+  }
+
+  function theme(value) {
+    if (value === "light" || value === "dark") document.documentElement.setAttribute("data-theme", value);
+    else document.documentElement.removeAttribute("data-theme");
+  }
+  theme(localStorage.getItem("ticgw-theme") || "system");
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var select = document.getElementById("theme");
+    if (select) {
+      select.value = localStorage.getItem("ticgw-theme") || "system";
+      select.addEventListener("change", function () {
+        localStorage.setItem("ticgw-theme", select.value); theme(select.value);
+      });
+    }
+    document.querySelectorAll("[data-confirm]").forEach(function (b) {
+      b.addEventListener("click", function (e) { if (!confirm(b.getAttribute("data-confirm"))) e.preventDefault(); });
+    });
+    var wait = document.querySelector("[data-reconnect]");
+    if (wait) awaitReconnect(wait.getAttribute("data-reconnect"));
+    connect();
+  });
+
+  window.ticgw = { on: on, el: el, csrf: csrf, show: show, awaitReconnect: awaitReconnect };
+})();
