@@ -218,9 +218,10 @@ class UpdateService(Service):
 
     # --- the machine's work ------------------------------------------------------------------
 
-    def _progress(self, step: str, percent: int) -> None:
+    def _progress(self, step: str, percent: int, version: str | None = None) -> None:
+        """``version``: the package's, once it is known (None while a new one is checked)."""
         self.progress = {"step": step, "percent": percent,
-                         "version": self.facts.version if self.facts else self.record.version}
+                         "version": version or (self.facts.version if self.facts else None)}
         self.publish("update.progress", **self.progress)
 
     def check_package(self) -> None:
@@ -295,7 +296,7 @@ class UpdateService(Service):
         self.fire("install", "switched")
 
     def restart_into_release(self) -> None:
-        self._progress("redémarrage", 100)
+        self._progress("redémarrage", 100, self.record.version)
         log.warning("release %s is current: restarting the gateway into it",
                     self.record.release)
         self.restart_gateway("Mise à jour %s" % self.record.version)
@@ -303,7 +304,7 @@ class UpdateService(Service):
     def watch_health(self) -> None:
         """Every other service must report operational, running the new version."""
         self.watching = True
-        self._progress("contrôle de santé", 0)
+        self._progress("contrôle de santé", 0, self.record.version)
         for name in self.peers_to_watch():
             self.call(name, "status", on_reply=lambda r, n=name: self._on_status_reply(n, r),
                       timeout=5.0)
