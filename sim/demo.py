@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ticgw.config import ConfigStore
+from ticgw.config.password import DEFAULT_PASSWORD_HASH
 from ticgw.pak import keygen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,8 @@ def prepare(demo: Path = DEMO, ports: dict | None = None, **settings) -> dict[st
         "Connection_Mode": "modem", "Modem_Port": str(run / "ttyMODEM"), "SIM_Pin": "1234",
         "GPRS_Number": "*99***1#", "GPRS_Apn": "m2minetnat", "GPRS_Login": "sfr",
         "GPRS_Password": "sfr",
+        # the factory password (the page asks for a new one at the first login)
+        "Web_PasswordHash": DEFAULT_PASSWORD_HASH,
         # packages signed with the demo's own key (sim.demo_update builds them)
         "BIN_PublicKey": demo_public_key(demo),
     }
@@ -107,6 +110,9 @@ def main() -> int:
     env = prepare()
     print("ticgw demo: data in %s, bus in %s, server files in %s" % (
         env["TICGW_DATA"], env["TICGW_RUN"], env["TICGW_DEMO_SERVER"]))
+    store = ConfigStore(Path(env["TICGW_DATA"]))
+    print("the web page:       http://%s/  (factory login %s / high: the page asks for a new "
+          "password at the first login)" % (store.settings.web_listen, store.settings.web_user))
     print("watch the bus:      .venv/bin/ticgw bus --run %s tap" % env["TICGW_RUN"])
     print("connect now:        .venv/bin/ticgw bus --run %s call uplink connect" % env["TICGW_RUN"])
     print("delivered files:    http://127.0.0.1:%s/" % env["TICGW_DEMO_HTTP_PORT"])

@@ -141,3 +141,46 @@ def test_getparams_with_the_acquisition_stopped(gateway):
     rows = journal(events)
     assert rows[-1] == "Reprise de l'acquisition de données..."
     print("connection with the acquisition stopped: %.1f s" % took)
+
+
+def test_a_fetched_package_goes_to_the_update_service_once(gateway):
+    """/BIN through an UPDATE command: at the end of the connection the package is handed to
+    the update service, whose refusal (no BIN_PublicKey here) it journals itself, once; the
+    uplink adds no row of its own, restarts the gateway for the new configuration once the
+    outcome is known, and the next connection does not fetch that package again."""
+    import hashlib
+
+    run, data, server, events, client, procs = gateway
+    procs.append(start_service("update", run, data))
+    wait_for(lambda: client.call("update", "ping", timeout=1.0), 20)
+    package = b"not really a package " * 100
+    digest = hashlib.sha256(package).hexdigest()
+    server.path("/BIN").mkdir(parents=True, exist_ok=True)
+    server.path("/BIN/ticgw-9.pak").write_bytes(package)
+    server.path("/CMD").mkdir(parents=True, exist_ok=True)
+    server.path("/CMD/WEBDYN_CMD.csv").write_bytes(b"1;UPDATE;ticgw-9.pak;%s\r\n"
+                                                   % digest.encode())
+    connect_and_wait(client, events, 1)
+    refused = "Échec de la mise à jour : Paquet refusé : clé publique BIN_PublicKey non configurée"
+    wait_for(lambda: refused in journal(events), 30, message="\n".join(journal(events)))
+    rows = journal(events)
+    assert "Firmware ticgw-9.pak vérifié : installation en fin de connexion" in rows
+    assert not any(r.startswith("Mise à jour reportée") for r in rows)
+    # the restart the new configuration needs comes after the refusal, not before
+    wait_for(lambda: RESTART_MSG in journal(events), 30)
+    assert journal(events).index(RESTART_MSG) > journal(events).index(refused)
+
+    def back():
+        try:
+            return all(client.call(s, "status", timeout=1.0)["uptime"] < 60
+                       for s in ("acquisition", "uplink", "update"))
+        except Exception:
+            return False
+    wait_for(back, 40)
+    record = client.call("update", "status", timeout=5)["record"]
+    assert record["state"] == "failed" and record["sha256"] == digest
+    retrs = len([c for c in server.commands if c.startswith("RETR") and "ticgw-9" in c])
+    assert retrs == 1
+    connect_and_wait(client, events, 2)
+    assert len([c for c in server.commands if c.startswith("RETR") and "ticgw-9" in c]) == 1
+    assert journal(events).count(refused) == 1

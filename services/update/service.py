@@ -394,12 +394,12 @@ class UpdateService(Service):
         reason = self.failure or ("Erreur interne (%s)" % type(error).__name__ if error
                                   else "Erreur interne")
         self.failure = None
-        facts, origin = self.facts, self.origin
+        facts, origin, sha256 = self.facts, self.origin, self.expected_sha256
         self._answer(("refused", reason))
         self._release_task("failed", reason)
         if self.state == "failed" and self.record.state == "rolling_back":
             return                      # the launcher finishes the rollback at the next start
-        self.worker.submit(lambda job: self.steps.failed(reason, facts, origin),
+        self.worker.submit(lambda job: self.steps.failed(reason, facts, origin, sha256),
                            on_done=self._failure_recorded)
 
     def _failure_recorded(self, outcome) -> None:

@@ -84,7 +84,8 @@ class Steps:
         return install.install(pak, facts, self.releases, progress=progress,
                                cancelled=lambda: job.cancelled)
 
-    def failed(self, reason: str, facts=None, origin: str | None = None) -> Record:
+    def failed(self, reason: str, facts=None, origin: str | None = None,
+               sha256: str | None = None) -> Record:
         """A package refused or an install that failed: nothing that runs was touched. A record
         that is pending (a switch not committed) is left to the launcher and to resume()."""
         with self.releases.lock():
@@ -97,7 +98,8 @@ class Steps:
                              build_date=facts.build_date, origin=origin,
                              from_version=__version__, from_release=self.releases.current())
             elif facts is None and rec.state in record.FINAL + ("idle",):
-                rec = Record(origin=origin, from_version=__version__,
+                # refused before its facts were read: known by the checksum it was sent with
+                rec = Record(origin=origin, sha256=sha256, from_version=__version__,
                              from_release=self.releases.current())
             self._fail(rec, reason)
             return rec

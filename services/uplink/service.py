@@ -42,6 +42,8 @@ DEADLINE_ROW = "Connexion interrompue : durée maximale dépassée"
 LINK_LOST_ROW = "Connexion interrompue : perte de la liaison modem"
 #: Seconds the update service gets to check a fetched package before it says it takes it.
 FIRMWARE_WAIT = 120.0
+#: Seconds a restart owed for a new configuration waits for the update's outcome at most.
+OUTCOME_WAIT = 900.0
 #: Refusals of the update service that it does not journal itself.
 NOT_JOURNALED_BY_UPDATE = ("busy", "bad-path", "fault", "unavailable")
 
@@ -378,23 +380,34 @@ class UplinkService(Service):
             self.loop.call_later(1.0, self._start_pending)
 
     def _firmware_taken(self, reply, effects, restart: bool) -> None:
-        if isinstance(reply, Exception):
+        refused_here = isinstance(reply, Exception) and (
+            not isinstance(reply, RemoteError) or reply.code in NOT_JOURNALED_BY_UPDATE)
+        if refused_here:
+            # a refusal to look at the package (busy, in fault) or silence: the update service
+            # journals nothing, the package waits for the next connection
             log.warning("firmware not taken: %s", reply)
-            if not isinstance(reply, RemoteError) or reply.code in NOT_JOURNALED_BY_UPDATE:
-                # the update service journals the packages it refuses, not a refusal to look
-                # at one (busy, in fault) nor its silence: the package waits for the next time
-                self.journal("Mise à jour reportée : %s" % getattr(reply, "message", reply))
+            self.journal("Mise à jour reportée : %s" % getattr(reply, "message", reply))
             self._carry_out(effects, restart)
             return
-        log.info("firmware %s taken by the update service", reply.get("version"))
-        self.restart_owed = bool(restart or effects.reboot)
+        if isinstance(reply, Exception):
+            log.warning("firmware refused: %s", reply)     # journaled by the update service
+        else:
+            log.info("firmware %s taken by the update service", reply.get("version"))
+        # the update service restarts the gateway, or says why it did not (update.outcome):
+        # a restart owed for a new configuration waits for that, so that neither cuts the
+        # other short
+        if restart or effects.reboot:
+            self.restart_owed = True
+            self.loop.call_later(OUTCOME_WAIT, self._owed_restart_due)
         if effects.connect_again:
             self.pending_reason = "command"
 
     def _on_update_outcome(self, data: dict) -> None:
-        """A restart this service owes (a new configuration) when an install that would have
-        restarted the gateway fails before its switch."""
-        if self.restart_owed and data.get("state") == "failed":
+        if data.get("state") == "failed":
+            self._owed_restart_due()
+
+    def _owed_restart_due(self) -> None:
+        if self.restart_owed:
             self.restart_owed = False
             self.restart_gateway("new configuration")
 

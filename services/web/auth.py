@@ -17,7 +17,9 @@ Security provisions (ETSI EN 303 645 5.1, OWASP IoT I1/I3/I9, OWASP session mana
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -80,6 +82,44 @@ class Sessions:
     def close_all(self, keep: str | None = None) -> None:
         for t in [t for t in self.by_token if t != keep]:
             del self.by_token[t]
+
+    def save(self, path) -> None:
+        """Keep the live sessions across a restart of the process (the page reconnects after
+        *Redémarrer* or *Mise à jour* without a new login): a 0600 file in the run dir, read
+        once and removed by :meth:`load`. Ages are kept, not clock readings."""
+        now = self.clock()
+        live = [{"token": s.token, "user": s.user, "csrf": s.csrf, "age": now - s.created,
+                 "idle": now - s.seen, "must_change_password": s.must_change_password,
+                 "saved_at": time.time()}
+                for s in self.by_token.values()
+                if now - s.seen <= IDLE and now - s.created <= ABSOLUTE]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(live, f)
+
+    def load(self, path) -> int:
+        try:
+            with open(path) as f:
+                live = json.load(f)
+        except (OSError, ValueError):
+            return 0
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        now = self.clock()
+        for d in live if isinstance(live, list) else ():
+            try:
+                down = max(0.0, time.time() - float(d["saved_at"]))    # the time it was away
+                s = Session(str(d["token"]), str(d["user"]), str(d["csrf"]),
+                            now - float(d["age"]) - down, now - float(d["idle"]) - down,
+                            bool(d.get("must_change_password")))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if now - s.seen <= IDLE and now - s.created <= ABSOLUTE:
+                self.by_token[s.token] = s
+        return len(self.by_token)
 
     def count(self) -> int:
         now = self.clock()

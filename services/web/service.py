@@ -25,6 +25,8 @@ from .view import View
 
 log = logging.getLogger("web")
 
+#: Where the live sessions wait while the process restarts (auth.Sessions.save).
+SESSIONS_FILE = "web-sessions.json"
 #: Journal rows read from disk at start (then the bus keeps them coming).
 JOURNAL_SEED = 200
 #: Topics the page follows (beyond every service's state and status).
@@ -90,6 +92,9 @@ class WebService(Service):
         self.hub = Hub()
         self.bridge = Bridge(self)
         self.web = web_app.Web(self, self.view, self.hub, self.bridge)
+        kept = self.web.sessions.load(self.run_dir / SESSIONS_FILE)
+        if kept:
+            log.info("%d session(s) kept across the restart", kept)
         self.port: int | None = None
         self.http_error: str | None = None
         for name in names:
@@ -118,6 +123,10 @@ class WebService(Service):
 
     def on_stop(self) -> None:
         self.http.stop()
+        try:
+            self.web.sessions.save(self.run_dir / SESSIONS_FILE)
+        except OSError as e:
+            log.warning("sessions not kept: %s", e)
 
     def commands(self) -> dict:
         return {"sessions": self.cmd_sessions}
