@@ -14,6 +14,7 @@ Screenshots go under ``var/test-output/screenshots/`` (:func:`shot`), for a pers
 """
 from __future__ import annotations
 
+import atexit
 import json
 import re
 from pathlib import Path
@@ -53,14 +54,30 @@ class Gateway:
         return "".join(self.output[-n:])
 
 
+_CHROMIUM: list = []
+
+
+def _chromium():
+    """One Playwright and one chromium per test process, whichever modules import the
+    fixture (each import registers it anew; a second Playwright in a process fails)."""
+    if not _CHROMIUM:
+        from playwright.sync_api import sync_playwright
+
+        playwright = sync_playwright().start()
+        _CHROMIUM.append((playwright, playwright.chromium.launch(executable_path=CHROMIUM,
+                                                                 args=ARGS)))
+
+        def close():
+            playwright_, browser_ = _CHROMIUM.pop()
+            browser_.close()
+            playwright_.stop()
+        atexit.register(close)
+    return _CHROMIUM[0][1]
+
+
 @pytest.fixture(scope="session")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    yield _chromium()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bus.client import Deferred
 from bus.errors import CommandRefused
-from bus.tasklock import TaskLock
+from bus.tasklock import BUSY_MESSAGE, TaskLock
 from services.runtime import Service, Worker
 from ticgw import __version__, registry
 from ticgw.pak import PakError, verify
@@ -183,7 +183,7 @@ class UpdateService(Service):
 
     def _take(self, params: dict, origin: str, confirm: bool):
         if self.state not in ("idle", "verified", "committed", "rolled_back", "failed"):
-            raise CommandRefused("busy", "Une mise à jour est déjà en cours (%s)" % self.state)
+            raise CommandRefused("busy", BUSY_MESSAGE % TASK)
         path = Path(str(params["path"])).resolve() if params.get("path") else None
         if path is None or path.parent != self.inbox:
             raise CommandRefused("bad-path", "the package must be a file in %s" % self.inbox)

@@ -168,5 +168,5 @@ class View:
 
 def _modem_fields(data: dict) -> dict:
     keys = ("type", "imei", "iccid", "sim", "signal", "state", "technology", "operator",
-            "rsrp", "rsrq", "sinr", "warning", "failure")
+            "registration", "rsrp_dbm", "rsrq_db", "sinr_db", "warning", "failure")
     return {k: data.get(k) for k in keys if k in data}
