@@ -93,6 +93,333 @@ T = {
     # Redémarrer
     "reboot.text": "Redémarrer la passerelle : chaque service s'arrête puis repart, dans l'ordre.",
     "reboot.confirm": "Redémarrer la passerelle maintenant ?",
+    # Réseau (pages/network.py)
+    "network.title": "Configuration réseau",
+    "network.site": "Identifiant de la passerelle",
+    "network.site_id": "Site",
+    "network.site_auto": "automatique",
+    "network.mode": "Mode de connexion",
+    "network.mode.ethernet": "Ethernet",
+    "network.mode.modem": "Modem",
+    "network.ethernet": "Ethernet",
+    "network.eth_address": "Adresse IP",
+    "network.eth_mask": "Masque",
+    "network.eth_gateway": "Passerelle",
+    "network.eth_dns": "DNS",
+    "network.modem": "Modem GPRS",
+    "network.gprs_number": "N° d'appel",
+    "network.gprs_apn": "APN",
+    "network.gprs_login": "Login",
+    "network.gprs_password": "Mot de passe",
+    "network.sim_pin": "Code PIN de la carte SIM",
+    "network.modem_port": "Port série du modem",
+    "network.ftp": "Serveur FTP",
+    "network.ftp_server": "Serveur",
+    "network.ftp_port": "Port",
+    "network.ftp_login": "Login",
+    "network.ftp_password": "Mot de passe",
+    "network.ftp_tls": "TLS (FTPS)",
+    "network.ftp_tls_fingerprint": "Empreinte SHA-256 du certificat",
+    "network.ftp_tls_ca": "Certificats de confiance (fichier PEM)",
+    "network.dirs": "Répertoires FTP",
+    "network.dir_config": "Configuration",
+    "network.dir_def": "Définition",
+    "network.dir_data": "Données",
+    "network.dir_alarm": "Alarmes",
+    "network.dir_cmd": "Commandes",
+    "network.dir_log": "Journal de bord",
+    "network.dir_bin": "Firmware",
+    "network.webservices": "Services Web",
+    "network.ws_enable": "Activation",
+    "network.ws_url": "URL",
+    "network.secret_set": "Défini : inchangé si laissé vide",
+    "network.secret_unset": "Non défini : inchangé si laissé vide",
+    "network.secret_clear": "Effacer",
+    "network.secret_retype": "Non enregistré : à saisir de nouveau.",
+    "network.refused": ("La configuration n'est pas enregistrée : corrigez les valeurs "
+    "signalées."),
+    "network.restart": "Redémarrer",
+    "network.write_failed": "La configuration n'a pas pu être écrite : %s",
+    "network.disk_problems": ("Les fichiers de configuration ont des erreurs ; la page montre "
+    "la configuration en vigueur :"),
+    # the configuration's reasons, in French (reason_fr)
+    "reason.control": "contient des caractères de contrôle",
+    "reason.latin1": "contient des caractères hors de l'alphabet Latin-1",
+    "reason.too_long": "fait %s caractères, %s au plus",
+    "reason.empty": "ne doit pas être vide",
+    "reason.pattern": "%s n'est pas valide : attendu %s",
+    "reason.not_int": "%s n'est pas un nombre entier (attendu de %s à %s)",
+    "reason.range": "%s est hors de la plage %s à %s",
+    "reason.bool": "%s ne vaut ni 0 ni 1",
+    "reason.choice": "%s n'est pas une des valeurs : %s",
+    "reason.ipv4": "%s n'est pas une adresse IPv4 (a.b.c.d)",
+    "reason.netmask": "%s n'est pas un masque de sous-réseau (ses bits à 1 d'abord)",
+    "reason.host": "%s n'est ni un nom d'hôte ni une adresse IP",
+    "reason.host_port": "%s : le port doit être compris entre 1 et 65535",
+    "reason.url": "%s n'est pas une URL http:// ou https://",
+    "reason.url_port": "%s a un port hors de la plage 1 à 65535",
+    "reason.ftp_dir": "%s ne doit contenir ni « . », ni « .. », ni « // », ni « \\ »",
+    "reason.not_dir": "%s n'est pas un répertoire",
+    "reason.fingerprint": "n'est pas une empreinte SHA-256 (64 chiffres hexadécimaux)",
+    "reason.abs_path": "%s doit être un chemin absolu (par exemple /etc/ticgw/ftp-ca.pem)",
+    "reason.file_name": "%s doit être un simple nom de fichier, sans répertoire",
+    "reason.serial": ("%s n'est ni un périphérique (/dev/...) ni une URL pyserial "
+    "(socket://hôte:port...)"),
+    "reason.baud": "%s ne vaut ni auto ni l'une des vitesses %s",
+    "reason.endpoint": "%s n'est ni ipc://CHEMIN ni tcp://HÔTE:PORT",
+    "reason.listen": "%s n'est pas de la forme HÔTE:PORT (port de 1 à 65535)",
+    "reason.listen_host": "%s : %s n'est ni une adresse IP ni un nom d'hôte",
+    "reason.z85": "n'est pas une clé CURVE (40 caractères Z85)",
+    "reason.hex": "n'est pas une valeur de %s chiffres hexadécimaux",
+    "reason.password_hash": "n'est pas une empreinte de mot de passe valide",
+    "reason.site_empty": ("est vide : saisissez l'identifiant du site, ou cochez « automatique » "
+    "(identifiant donné par les Services Web)"),
+    "reason.site_auto": ("un identifiant automatique demande les Services Web : activez-les "
+    "(et donnez leur URL)"),
+    "reason.ws_url": "est vide, mais les Services Web activés demandent leur URL",
+    "reason.modem_port": ("est vide, mais le mode de connexion Modem demande le port série "
+    "du modem"),
+    "reason.bin_checksum": "est vide, mais le paquet %s demande son SHA-256",
+    "reason.curve": "est vide, mais %s en tcp:// demande des clés CURVE",
+    "reason.curve_pair": "ne correspond pas à Bus_CurveSecretKey",
+    "reason.unknown_key": "clé inconnue",
+    "reason.doc.site": "lettres, chiffres, « - », « _ » ou « . », 40 au plus",
+    "reason.doc.dial": "chiffres, « * », « # » ou « + »",
+    "reason.doc.pin": "4 à 8 chiffres",
+    "reason.doc.user": "un nom d'utilisateur sans espace ni « : »",
+    "reason.doc.serial": "lettres et chiffres",
+    # Système (pages/maintenance.py)
+    "maintenance.title": "Système",
+    "maintenance.password": "Mot de passe",
+    "maintenance.password.text": "Le mot de passe de l'interface Web de la passerelle.",
+    "maintenance.password.link": "Changer le mot de passe",
+    "maintenance.diagnostic": "Diagnostic",
+    "maintenance.diagnostic.text": ("Un fichier zip à joindre à une demande d'assistance : la "
+    "configuration (sans les mots de passe ni les clés), le "
+    "journal, l'état de chaque service et les versions."),
+    "maintenance.diagnostic.link": "Télécharger le diagnostic",
+    "maintenance.backup": "Sauvegarde de la configuration",
+    "maintenance.backup.text": ("Les trois fichiers de configuration dans un zip. Les secrets "
+    "(mots de passe, code PIN, clés) n'y sont pas : une restauration "
+    "garde ceux de la passerelle."),
+    "maintenance.backup.link": "Télécharger la sauvegarde",
+    "maintenance.restore": "Restauration de la configuration",
+    "maintenance.restore.text": ("Choisissez le zip d'une sauvegarde, ou des fichiers "
+    "<site>_config.ini, <site>_daq.ini, <site>_var.ini. Les "
+    "changements sont montrés avant d'être appliqués."),
+    "maintenance.restore.file": "Fichiers",
+    "maintenance.restore.send": "Restaurer",
+    "maintenance.restore.sending": "Envoi et vérification...",
+    "maintenance.restore.failed": "L'envoi a échoué : rechargez la page et réessayez.",
+    "maintenance.restore.preview": ("Voici ce que la restauration change. Les clés absentes de "
+    "la sauvegarde et les secrets de la passerelle (mots de "
+    "passe, code PIN, clés) sont conservés."),
+    "maintenance.restore.key": "Clé",
+    "maintenance.restore.in_file": "Fichier",
+    "maintenance.restore.now": "Valeur actuelle",
+    "maintenance.restore.restored": "Valeur restaurée",
+    "maintenance.restore.ignored": "Clés ignorées (inconnues ou hors de leur fichier) : %s",
+    "maintenance.restore.none": ("Aucun fichier de configuration reconnu : choisissez le zip "
+    "d'une sauvegarde, ou des fichiers <site>_config.ini, "
+    "<site>_daq.ini, <site>_var.ini."),
+    "maintenance.restore.twice": "Deux fichiers %s dans l'envoi : un seul de chaque sorte.",
+    "maintenance.restore.bad_zip": "%s n'est pas une archive zip lisible.",
+    "maintenance.restore.too_big": "%s est trop grand pour une configuration.",
+    "maintenance.restore.bad_line": "%s, ligne %d : ce n'est pas une ligne clé=valeur.",
+    "maintenance.restore.refused": "Restauration refusée, rien n'est modifié :",
+    "maintenance.restore.same": ("La sauvegarde est identique à la configuration actuelle : "
+    "rien à restaurer."),
+    "maintenance.restore.cancelled": "Restauration annulée : rien n'est modifié.",
+    "maintenance.restore.nothing": "Aucune restauration en attente.",
+    "maintenance.restore.done": ("La configuration est restaurée. Elle sera prise en compte au "
+    "redémarrage de la passerelle (menu Redémarrer)."),
+    "maintenance.readme.backup": (
+    "Sauvegarde de la configuration de la passerelle ticgw\n"
+    "Site : %(site)s\nCréée le : %(date)s (UTC)\nVersion : %(version)s\n\n"
+    "Contenu :\n%(files)s\n\n"
+    "Les secrets (mots de passe, code PIN de la carte SIM, clés) ont été retirés : leur "
+    "ligne est vide. Une restauration (page Système, Restauration de la configuration) "
+    "garde les secrets de la passerelle et les clés absentes de la sauvegarde.\n"),
+    "maintenance.readme.diagnostic": (
+    "Diagnostic de la passerelle ticgw\n"
+    "Site : %(site)s\nCréé le : %(date)s (UTC)\nVersion : %(version)s\n\n"
+    "Contenu :\n"
+    "- README.txt : ce fichier.\n"
+    "- configuration/ : les fichiers de configuration tels qu'ils sont sur la passerelle, "
+    "secrets masqués (****).\n"
+    "- configuration/effective.txt : la configuration en vigueur, clé par clé, secrets "
+    "masqués.\n"
+    "- configuration/problems.txt : les erreurs et avertissements de la configuration.\n"
+    "- journal.log : le journal de la passerelle (date, heure GMT, message).\n"
+    "- services.json : l'état de chaque service (%(services)s).\n"
+    "- versions.json : versions du logiciel, de la version installée et de la mise à jour.\n"
+    "- view.json : ce que montre l'interface Web (états, voyants, alarmes récentes).\n\n"
+    "Aucun secret (mot de passe, code PIN, clé) n'est dans ce fichier : leurs lignes sont "
+    "masquées, et toute autre occurrence de leur valeur est remplacée par ****.\n"),
+    # Supervision (pages/supervision.py)
+    "supervision.unknown": "inconnu",
+    "supervision.none": "—",
+    "supervision.utc": "heure GMT",
+    # Modem (manual 10.4.1)
+    "supervision.modem.title": "Modem",
+    "supervision.modem.intro": "Cette page permet de superviser le modem.",
+    "supervision.modem.type": "Type de modem",
+    "supervision.modem.imei": "Identifiant du modem",
+    "supervision.modem.imei.note": "numéro IMEI du modem",
+    "supervision.modem.iccid": "Identifiant de la carte SIM",
+    "supervision.modem.iccid.note": "numéro ICCID de la carte SIM",
+    "supervision.modem.sim": "Etat de la Carte SIM",
+    "supervision.modem.sim.READY": ("La carte SIM est insérée, le code PIN est OK. La passerelle "
+    "est prête pour ouvrir la connexion GPRS."),
+    "supervision.modem.sim.SIM PIN": "La carte SIM attend un code PIN.",
+    "supervision.modem.sim.SIM PUK": ("La carte SIM attend un code PUK (après trois essais code "
+    "PIN erronés)."),
+    "supervision.modem.sim.SIM ERROR": "La carte SIM n'est pas insérée.",
+    "supervision.modem.signal": "Niveau du signal",
+    "supervision.modem.signal.note": ("Qualité de signal GSM entre 1 et 31. Pour une connexion "
+    "GPRS fonctionnelle ce niveau doit être supérieur ou égale "
+    "à 10."),
+    "supervision.modem.signal.unknown": "inconnu (le modem ne mesure pas de signal)",
+    "supervision.modem.signal.low": "insuffisant",
+    "supervision.modem.signal.dbm": "%d dBm",
+    "supervision.modem.state": "Etat du modem",
+    "supervision.modem.state.Standby": "modem non-connecté",
+    "supervision.modem.state.Initialisation": "modem en cours de connexion",
+    "supervision.modem.state.Connecté": "modem connecté",
+    "supervision.modem.network": "Réseau mobile",
+    "supervision.modem.technology": "Technologie",
+    "supervision.modem.operator": "Opérateur",
+    "supervision.modem.registration": "Enregistrement",
+    "supervision.modem.registration.home": "sur le réseau de l'opérateur",
+    "supervision.modem.registration.roaming": "en itinérance",
+    "supervision.modem.registration.searching": "recherche d'un réseau",
+    "supervision.modem.registration.denied": "refusé par le réseau",
+    "supervision.modem.registration.idle": "non enregistré",
+    "supervision.modem.registration.not registered": "non enregistré",
+    "supervision.modem.registration.unknown": "inconnu",
+    "supervision.modem.lte": "Signal LTE",
+    "supervision.modem.rsrp": "RSRP (puissance reçue)",
+    "supervision.modem.rsrq": "RSRQ (qualité reçue)",
+    "supervision.modem.sinr": "SINR (rapport signal sur bruit)",
+    "supervision.modem.warning": "Technologie %s : %s.",
+    "supervision.modem.chart": "Niveau du signal sur 24 heures",
+    "supervision.modem.chart.label": ("Niveau du signal (0 à 31), un point par minute sur les "
+    "dernières 24 heures, heure GMT"),
+    "supervision.modem.chart.empty": "Aucune mesure du signal pour l'instant.",
+    "supervision.modem.chart.threshold": "10",
+    "supervision.modem.history.error": "Historique du signal indisponible : %s",
+    # Compteurs (manual 10.4.2)
+    "supervision.meters.title": "Compteurs",
+    "supervision.meters.intro": ("Le tableau affiche pour chaque compteur détecté : son n° "
+    "d'entrée, son état, son numéro de série et le nom de son "
+    "fichier de définition."),
+    "supervision.meters.help.none": ("Si le fichier de définition n'apparaît pas il y a un "
+    "problème de synchronisation avec le fichier %s."),
+    "supervision.meters.help.red": ("S'il apparaît en rouge, le nom est bien récupéré dans le "
+    "fichier %s mais n'existe pas dans le répertoire DEF du "
+    "serveur FTP."),
+    "supervision.meters.input": "Entrée",
+    "supervision.meters.state": "État",
+    "supervision.meters.serial": "Numéro de série",
+    "supervision.meters.family": "Famille",
+    "supervision.meters.definition": "Fichier de définition",
+    "supervision.meters.state.absent": "port absent",
+    "supervision.meters.state.opening": "ouverture du port",
+    "supervision.meters.state.detecting": "détection en cours",
+    "supervision.meters.state.identified": "compteur identifié",
+    "supervision.meters.state.reading": "communication établie",
+    "supervision.meters.state.lost": "compteur perdu",
+    "supervision.meters.state.silent": "aucun compteur",
+    "supervision.meters.state.unused": "entrée non utilisée",
+    "supervision.meters.def.present": "présent dans le répertoire DEF du serveur",
+    "supervision.meters.def.missing": "absent du répertoire DEF du serveur",
+    "supervision.meters.def.never": "inconnu (aucune connexion)",
+    "supervision.meters.def.stale": "inconnu (fichier %s modifié depuis la dernière connexion)",
+    "supervision.meters.error": "État des entrées indisponible : %s",
+    # Valeurs
+    "supervision.values.title": "Valeurs",
+    "supervision.values.intro": ("Les valeurs lues sur chaque compteur, mises à jour à chaque "
+    "trame, et la puissance apparente sur les 12 dernières heures."),
+    "supervision.values.mode.historic": "mode historique",
+    "supervision.values.mode.standard": "mode standard",
+    "supervision.values.label": "Etiquette",
+    "supervision.values.value": "Valeur",
+    "supervision.values.last": "Dernière trame :",
+    "supervision.values.none": "Aucune valeur reçue pour l'instant.",
+    "supervision.values.lost": "Compteur perdu : aucune trame valide en ce moment.",
+    "supervision.values.power": "Puissance apparente sur 12 heures",
+    "supervision.values.power.label": ("Puissance apparente (%s) en VA, un point par minute sur "
+    "les 12 dernières heures, heure GMT"),
+    "supervision.values.power.empty": "Aucune mesure de puissance pour l'instant.",
+    "supervision.values.csv": "Télécharger la puissance (CSV)",
+    "supervision.values.csv.time": "Date (UTC)",
+    "supervision.values.csv.power": "Puissance apparente (VA)",
+    "supervision.values.bad_input": "Entrée inconnue : 1, 2 ou 3.",
+    "supervision.values.no_input": "Aucune entrée TIC n'est configurée.",
+    # Journal
+    "supervision.journal.title": "Journal",
+    "supervision.journal.intro": ("Les dernières lignes du journal de la passerelle ; le fichier "
+    "téléchargé les contient toutes."),
+    "supervision.journal.filter": "Filtrer",
+    "supervision.journal.filter.hint": "date, heure ou texte du message",
+    "supervision.journal.count": "%d ligne(s) affichée(s) sur %d",
+    "supervision.journal.download": "Télécharger le journal complet (CSV)",
+    "supervision.journal.date": "Date",
+    "supervision.journal.hour": "Heure GMT",
+    "supervision.journal.message": "Message",
+    # Mise à jour (pages/update_page.py)
+    "update.title": "Mise à jour",
+    "update.intro": "Pour mettre à jour votre passerelle, suivez les étapes suivantes :",
+    "update.how.1": "Cliquez sur Parcourir. Choisissez le fichier .pak mis à disposition.",
+    "update.how.2": "Cliquez sur Valider.",
+    "update.how.3": "Attendre le transfert du fichier sur la passerelle.",
+    "update.how.4": ("Vérifiez la version et l'empreinte SHA-256 du paquet, puis cliquez sur "
+    "Valider (ou sur Annuler)."),
+    "update.how.5": ("La passerelle redémarre. Ne pas débrancher la passerelle durant cette "
+    "phase."),
+    "update.how.6": "Vérifier le numéro de version dans la page d'accueil.",
+    "update.running": "Version en cours",
+    "update.file": "Fichier .pak",
+    "update.browse": "Parcourir...",
+    "update.no_file": "Aucun fichier choisi",
+    "update.transfer": "Transfert du fichier sur la passerelle : %s %",
+    "update.checking": "Transfert terminé : vérification du paquet...",
+    "update.choose": "Choisissez d'abord un fichier .pak (Parcourir).",
+    "update.empty": "Aucun fichier reçu : choisissez un fichier .pak.",
+    "update.too_large": "Fichier trop volumineux : %d Mio au plus.",
+    "update.lost": "Le transfert a échoué : la liaison avec la passerelle a été perdue.",
+    "update.http": "Le transfert a échoué (erreur %s).",
+    "update.disk": "Le paquet n'a pas pu être enregistré sur la passerelle (%s).",
+    "update.facts": "Paquet reçu",
+    "update.version": "Version",
+    "update.build_date": "Date de fabrication",
+    "update.size": "Taille",
+    "update.size_value": "%s octets (%s Mio)",
+    "update.sha256": "Empreinte SHA-256",
+    "update.compare": ("Comparez l'empreinte SHA-256 avec celle du fichier d'origine avant de "
+    "valider."),
+    "update.discarded": "Paquet abandonné : la passerelle n'a pas été mise à jour.",
+    "update.progress": "Installation",
+    "update.do_not_unplug": ("Mise à jour en cours. Ne pas débrancher la passerelle durant "
+    "cette phase."),
+    "update.step.vérification": "Vérification du paquet",
+    "update.step.extraction": "Extraction du paquet",
+    "update.step.environnement": "Préparation de la nouvelle version",
+    "update.step.installation": "Installation de la nouvelle version",
+    "update.step.contrôle": "Contrôle de la nouvelle version",
+    "update.step.basculement": "Basculement vers la nouvelle version",
+    "update.step.redémarrage": "Redémarrage de la passerelle",
+    "update.step.contrôle de santé": "Contrôle du fonctionnement des services",
+    "update.rolling_back": "Retour à la version précédente...",
+    "update.last": "Dernière mise à jour",
+    "update.outcome.committed": "Mise à jour installée : version %s (précédente %s)",
+    "update.outcome.rolled_back": "Mise à jour annulée : retour à la version %s (%s)",
+    "update.outcome.failed": "Échec de la mise à jour%s : %s",
+    "update.outcome.at": "le %s",
+    "update.check_home": "Vérifier le numéro de version dans la page d'accueil.",
+    "update.waiting": "Le service de mise à jour ne répond pas encore : veuillez patienter...",
+    "update.changed": ("Le paquet vérifié n'est plus celui affiché (un autre envoi l'a "
+    "remplacé) : envoyez-le à nouveau."),
     # common
     "validate": "Valider",
     "cancel": "Annuler",

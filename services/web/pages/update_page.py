@@ -35,61 +35,6 @@ from ..texts import T
 
 log = logging.getLogger("web.update")
 
-TEXTS = {
-    "update.title": "Mise à jour",
-    "update.intro": "Pour mettre à jour votre passerelle, suivez les étapes suivantes :",
-    "update.how.1": "Cliquez sur Parcourir. Choisissez le fichier .pak mis à disposition.",
-    "update.how.2": "Cliquez sur Valider.",
-    "update.how.3": "Attendre le transfert du fichier sur la passerelle.",
-    "update.how.4": ("Vérifiez la version et l'empreinte SHA-256 du paquet, puis cliquez sur "
-                     "Valider (ou sur Annuler)."),
-    "update.how.5": ("La passerelle redémarre. Ne pas débrancher la passerelle durant cette "
-                     "phase."),
-    "update.how.6": "Vérifier le numéro de version dans la page d'accueil.",
-    "update.running": "Version en cours",
-    "update.file": "Fichier .pak",
-    "update.browse": "Parcourir...",
-    "update.no_file": "Aucun fichier choisi",
-    "update.transfer": "Transfert du fichier sur la passerelle : %s %",
-    "update.checking": "Transfert terminé : vérification du paquet...",
-    "update.choose": "Choisissez d'abord un fichier .pak (Parcourir).",
-    "update.empty": "Aucun fichier reçu : choisissez un fichier .pak.",
-    "update.too_large": "Fichier trop volumineux : %d Mio au plus.",
-    "update.lost": "Le transfert a échoué : la liaison avec la passerelle a été perdue.",
-    "update.http": "Le transfert a échoué (erreur %s).",
-    "update.disk": "Le paquet n'a pas pu être enregistré sur la passerelle (%s).",
-    "update.facts": "Paquet reçu",
-    "update.version": "Version",
-    "update.build_date": "Date de fabrication",
-    "update.size": "Taille",
-    "update.size_value": "%s octets (%s Mio)",
-    "update.sha256": "Empreinte SHA-256",
-    "update.compare": ("Comparez l'empreinte SHA-256 avec celle du fichier d'origine avant de "
-                       "valider."),
-    "update.discarded": "Paquet abandonné : la passerelle n'a pas été mise à jour.",
-    "update.progress": "Installation",
-    "update.do_not_unplug": ("Mise à jour en cours. Ne pas débrancher la passerelle durant "
-                             "cette phase."),
-    "update.step.vérification": "Vérification du paquet",
-    "update.step.extraction": "Extraction du paquet",
-    "update.step.environnement": "Préparation de la nouvelle version",
-    "update.step.installation": "Installation de la nouvelle version",
-    "update.step.contrôle": "Contrôle de la nouvelle version",
-    "update.step.basculement": "Basculement vers la nouvelle version",
-    "update.step.redémarrage": "Redémarrage de la passerelle",
-    "update.step.contrôle de santé": "Contrôle du fonctionnement des services",
-    "update.rolling_back": "Retour à la version précédente...",
-    "update.last": "Dernière mise à jour",
-    "update.outcome.committed": "Mise à jour installée : version %s (précédente %s)",
-    "update.outcome.rolled_back": "Mise à jour annulée : retour à la version %s (%s)",
-    "update.outcome.failed": "Échec de la mise à jour%s : %s",
-    "update.outcome.at": "le %s",
-    "update.check_home": "Vérifier le numéro de version dans la page d'accueil.",
-    "update.waiting": "Le service de mise à jour ne répond pas encore : veuillez patienter...",
-    "update.changed": ("Le paquet vérifié n'est plus celui affiché (un autre envoi l'a "
-                       "remplacé) : envoyez-le à nouveau."),
-}
-T.update(TEXTS)
 
 PATH = "/mise-a-jour"
 #: The largest package accepted (the gate lets up to 256 MiB through on the upload route).
