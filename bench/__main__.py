@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHMARKS = ("codec", "decode_process", "latency", "inputs", "memory", "connection")
+BENCHMARKS = ("codec", "decode_process", "latency", "inputs", "memory", "connection", "web")
 
 
 def main(argv):

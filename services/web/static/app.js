@@ -1,23 +1,15 @@
 // ticgw: what every page does live. One event stream (/events); pages add handlers with
-// ticgw.on(event, fn). No library: EventSource and fetch.
+// ticgw.on(event, fn). No library: WebSocket and fetch.
 "use strict";
 (function () {
   var handlers = {};
   var source = null;
+  var failures = 0;
   var csrf = (document.querySelector('meta[name="csrf"]') || {}).content || "";
   var since = (document.querySelector('meta[name="since"]') || {}).content || "";
 
-  function on(name, fn) { (handlers[name] = handlers[name] || []).push(fn); if (source) listen(name); }
+  function on(name, fn) { (handlers[name] = handlers[name] || []).push(fn); }
   function emit(name, data) { (handlers[name] || []).forEach(function (fn) { fn(data); }); }
-  function listen(name) {
-    if (listen.done[name]) return;
-    listen.done[name] = true;
-    source.addEventListener(name, function (e) {
-      if (e.lastEventId) since = e.lastEventId;
-      emit(name, JSON.parse(e.data));
-    });
-  }
-  listen.done = {};
 
   function el(tag, text, attrs) {
     var e = document.createElement(tag);
@@ -28,14 +20,26 @@
 
   function show(id, yes) { var b = document.getElementById(id); if (b) b.hidden = !yes; }
 
+  // One WebSocket per page (an event stream per tab would use up the six connections a
+  // browser opens to a host). It asks for the events after the snapshot the page was
+  // rendered from, and after a drop, for those after the last one it got.
   function connect() {
-    // the events after the snapshot this page was rendered from; after a reconnection the
-    // browser sends Last-Event-ID, the server replays from the page's own number
-    source = new EventSource("/events" + (since ? "?since=" + since : ""));
-    listen.done = {};
-    Object.keys(handlers).forEach(listen);
-    source.onopen = function () { show("banner-offline", false); emit("online", {}); };
-    source.onerror = function () { show("banner-offline", true); };
+    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
+      (since ? "?since=" + since : "");
+    source = new WebSocket(url);
+    source.onopen = function () { failures = 0; show("banner-offline", false); emit("online", {}); };
+    source.onmessage = function (m) {
+      var msg = JSON.parse(m.data);
+      if (msg.n) since = String(msg.n);
+      emit(msg.e, msg.d);
+    };
+    source.onclose = function () {
+      show("banner-offline", true);
+      // a session that ended (expired, or lost in a restart) refuses the channel: after a few
+      // tries the page is loaded again, which leads to the login
+      if (++failures >= 5) { location.reload(); return; }
+      setTimeout(connect, 2000);
+    };
   }
 
   // --- common to every page ---------------------------------------------------------------
@@ -63,6 +67,11 @@
   on("status", function (d) {
     var row = document.querySelector('#services tr[data-service="' + d.service + '"]');
     if (row) { row.cells[1].textContent = d.activity || ""; row.cells[2].textContent = d.version || ""; }
+  });
+  on("state", function (d) {          // a service stopping or starting says so at once
+    if (d.machine !== "activity") return;
+    var row = document.querySelector('#services tr[data-service="' + d.service + '"]');
+    if (row) row.cells[1].textContent = d.state || "";
   });
   on("task", function (d) {
     if (d.task === "Détection") show("detecting", d.phase === "started");
