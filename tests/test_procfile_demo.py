@@ -114,9 +114,9 @@ def test_front_panel_install_button_and_whole_gateway_restart(demo_gateway):
     assert {s: call(env, run, s, "ping")["pid"] for s in pids} == pids   # execv: same pids
     text = "".join(output)
     restarts = [l for l in output if "restarting: " in l]
-    restarted = [next(s for s in ("acquisition", "modem", "uplink", "update") if s in l)
+    restarted = [next(s for s in ("acquisition", "modem", "uplink", "update", "web") if s in l)
                  for l in restarts]
     # every other service, then the one asked (the acquisition) last
-    assert sorted(restarted[:-1]) == ["modem", "update", "uplink"]
+    assert sorted(restarted[:-1]) == ["modem", "update", "uplink", "web"]
     assert restarted[-1] == "acquisition"
     assert "exited with code" not in text           # honcho never saw a process end

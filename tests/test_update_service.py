@@ -46,7 +46,7 @@ FACT_KEYS = {"version", "build_date", "size", "sha256", "model"}
 #: The reason of the rollback when no other service ever answers: every other service of the
 #: registry, in its order ("acquisition (muet), modem (muet), uplink (muet), ...").
 SILENT = "services non opérationnels après 30 s : %s" % ", ".join(
-    "%s (muet)" % n for n in registry.names() if n != "update")
+    "%s (muet)" % s.name for s in registry.BUILTIN if s.name != "update")
 
 
 # --- packages, built once for the whole run (shared by the xdist workers) ----------------------

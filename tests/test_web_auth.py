@@ -55,7 +55,7 @@ def stub_web(data_dir, clock=None):
     from ticgw import registry
     service = types.SimpleNamespace(store=store, settings=store.settings, data_dir=data_dir,
                                     release_info=lambda: {"version": "0", "date": ""})
-    view = View([s.name for s in registry.SERVICES])
+    view = View([s.name for s in registry.BUILTIN])
     web = web_app.Web(service, view, Hub(), StubBridge())
     if clock is not None:
         web.sessions = auth.Sessions(clock)

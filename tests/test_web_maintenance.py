@@ -91,7 +91,7 @@ def test_diagnostic_in_one_click_without_a_secret(page, gateway, secrets):
         assert name_inside in readme
     # every service's status, as the service itself gives it
     statuses = json.loads(files["services.json"])
-    assert set(statuses) == {s.name for s in registry.SERVICES}
+    assert set(statuses) == {s.name for s in registry.BUILTIN}
     for name_, st in statuses.items():
         assert st.get("activity") == "operational", (name_, st)
     assert statuses["web"]["port"] == int(gateway.url.rsplit(":", 1)[1])
