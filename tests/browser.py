@@ -135,3 +135,37 @@ def csrf_of(page) -> str:
 
 def as_json(text: str):
     return json.loads(text)
+
+
+# --- configuration files and secrets (the Réseau and Système tests) -------------------------
+
+#: Secrets unlike anything else in the demo (its own are "demo", "sfr", "1234": also its
+#: logins and a PIN), put in the files once the gateway runs.
+SECRETS = {"FTP_Password": "Ftp-S3cret-Zq81", "GPRS_Password": "Apn-S3cret-Wv27",
+           "SIM_Pin": "73915286"}
+
+
+@pytest.fixture(scope="module")
+def secrets(gateway):
+    # the detection at start writes the meters' serials into the _daq file: once it has, the
+    # files change only when a test changes them
+    wait_for(lambda: all(ini_value(gateway, "TIC_Serial[%d]" % n, "daq") for n in (1, 2, 3)),
+             120, interval=0.5, message="the start-up detection did not identify the meters")
+    from ticgw.config import ConfigStore
+    ConfigStore(gateway.data).update(SECRETS, by="test")
+    return SECRETS
+
+
+def config_bytes(gw) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((gw.data / "config").glob("*.ini"))}
+
+
+def ini_value(gw, key: str, kind: str = "config") -> str:
+    m = re.search(r"(?m)^%s=(.*)$" % re.escape(key), gw.config_text(kind))
+    assert m, "%s not in the %s file" % (key, kind)
+    return m.group(1)
+
+
+def every_secret(gw) -> list[str]:
+    """The configured secrets: the test's, and the password hash the login set."""
+    return list(SECRETS.values()) + [ini_value(gw, "Web_PasswordHash")]

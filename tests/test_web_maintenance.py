@@ -9,47 +9,13 @@ import json
 import re
 import zipfile
 
-import pytest
 from playwright.sync_api import expect
 
-from bus.testing import wait_for
-
-from browser import browser, csrf_of, gateway, page, shot  # noqa: F401
-from services.web.pages import maintenance  # noqa: F401 (its texts into T)
+from browser import (SECRETS, browser, config_bytes, csrf_of, every_secret, gateway,  # noqa: F401
+                     ini_value, page, secrets, shot)
 from services.web.texts import T
 from ticgw import __version__, registry
 from ticgw.config import ConfigStore
-
-#: Secrets unlike anything else in the demo, put in the files once the gateway runs.
-SECRETS = {"FTP_Password": "Ftp-S3cret-Zq81", "GPRS_Password": "Apn-S3cret-Wv27",
-           "SIM_Pin": "73915286"}
-
-
-@pytest.fixture(scope="module")
-def secrets(gateway):
-    # the detection at start writes the meters' serials into the _daq file: once it has, the
-    # files change only when a test changes them
-    wait_for(lambda: all(ini_value(gateway, "TIC_Serial[%d]" % n, "daq") for n in (1, 2, 3)),
-             120, interval=0.5, message="the start-up detection did not identify the meters")
-    ConfigStore(gateway.data).update(SECRETS, by="test")
-    return SECRETS
-
-
-def config_bytes(gw) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((gw.data / "config").glob("*.ini"))}
-
-
-def ini_value(gw, key: str, kind: str = "config") -> str:
-    m = re.search(r"(?m)^%s=(.*)$" % re.escape(key), gw.config_text(kind))
-    assert m, "%s not in the %s file" % (key, kind)
-    return m.group(1)
-
-
-def every_secret(gw) -> list[str]:
-    """The configured secrets: the test's, and the password hash the login set."""
-    values = list(SECRETS.values()) + [ini_value(gw, "Web_PasswordHash")]
-    assert ini_value(gw, "Web_PasswordHash").startswith("pbkdf2_sha256$")
-    return values
 
 
 def members(data: bytes) -> dict[str, bytes]:

@@ -4,50 +4,19 @@ field with the files untouched, secrets kept when left empty, the restart messag
 gate."""
 from __future__ import annotations
 
-import re
-
-import pytest
 from playwright.sync_api import expect
 
 from bus.testing import wait_for
 
-from browser import browser, csrf_of, gateway, page, shot  # noqa: F401
-from services.web.pages import network  # noqa: F401 (its texts into T)
+from browser import (SECRETS, browser, config_bytes, csrf_of, every_secret, gateway,  # noqa: F401
+                     ini_value, page, secrets, shot)
 from services.web.texts import T
 from ticgw.config import ConfigStore
 from ticgw.config.settings import file_name
 
-#: Secrets unlike anything else in the demo (its own are "demo", "sfr", "1234": also its
-#: logins and a PIN), put in the files once the gateway runs.
-SECRETS = {"FTP_Password": "Ftp-S3cret-Zq81", "GPRS_Password": "Apn-S3cret-Wv27",
-           "SIM_Pin": "73915286"}
 
 
-@pytest.fixture(scope="module")
-def secrets(gateway):
-    # the detection at start writes the meters' serials into the _daq file: once it has, the
-    # files change only when a test changes them
-    wait_for(lambda: all(ini_value(gateway, "TIC_Serial[%d]" % n, "daq") for n in (1, 2, 3)),
-             120, interval=0.5, message="the start-up detection did not identify the meters")
-    ConfigStore(gateway.data).update(SECRETS, by="test")
-    return SECRETS
 
-
-def config_bytes(gw) -> dict[str, bytes]:
-    d = gw.data / "config"
-    return {p.name: p.read_bytes() for p in sorted(d.glob("*.ini"))}
-
-
-def ini_value(gw, key: str, kind: str = "config") -> str:
-    m = re.search(r"(?m)^%s=(.*)$" % re.escape(key), gw.config_text(kind))
-    assert m, "%s not in the %s file" % (key, kind)
-    return m.group(1)
-
-
-def every_secret(gw) -> list[str]:
-    values = [v for v in SECRETS.values()]
-    values.append(ini_value(gw, "Web_PasswordHash"))
-    return values
 
 
 def saved_by_web(gw) -> list[dict]:

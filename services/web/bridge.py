@@ -83,6 +83,23 @@ class Hub:
             s.put(item)
 
 
+def _settler(future: asyncio.Future):
+    """A callback for another thread that settles ``future`` on its own loop with an outcome
+    (a result, or the exception the runtime passes for a failure)."""
+    aio = future.get_loop()
+
+    def settle(outcome):
+        def set_it():
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        aio.call_soon_threadsafe(set_it)
+    return settle
+
+
 class Bridge:
     def __init__(self, service):
         self.service = service
@@ -90,38 +107,15 @@ class Bridge:
     async def call(self, service: str, method: str, params: dict | None = None,
                    timeout: float = 5.0):
         """A command to another service, from the HTTP loop; raises what the call raised."""
-        aio = asyncio.get_running_loop()
-        future = aio.create_future()
-
-        def settle(outcome):
-            def set_it():
-                if future.done():
-                    return
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-            aio.call_soon_threadsafe(set_it)
-
-        self.service.loop.post(self.service.call, service, method, params or {}, settle,
-                               timeout)
+        future = asyncio.get_running_loop().create_future()
+        self.service.loop.post(self.service.call, service, method, params or {},
+                               _settler(future), timeout)
         return await future
 
     async def disk(self, fn, *args):
         """``fn(*args)`` in the service's disk worker (configuration writes, file reads)."""
-        aio = asyncio.get_running_loop()
-        future = aio.create_future()
-
-        def done(outcome):
-            def set_it():
-                if future.done():
-                    return
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-            aio.call_soon_threadsafe(set_it)
-
+        future = asyncio.get_running_loop().create_future()
+        done = _settler(future)
         self.service.loop.post(lambda: self.service.disk.submit(
             lambda job: fn(*args), on_done=done, name=getattr(fn, "__name__", "web")))
         return await future
