@@ -174,6 +174,30 @@ def test_throttle_free_failures_then_doubling_then_capped():
 
 # --- origin, CSRF, passwords ---------------------------------------------------------------
 
+@pytest.mark.parametrize("host, ok", [
+    ("192.168.1.10:8080", True), ("127.0.0.1:8080", True), ("[fe80::1]:80", True),
+    ("localhost:8080", True), ("192.168.1.10", True),
+    ("evil.example:8080", False), ("gw.local", False), ("", False), (None, False),
+    ("192.168.1.10.evil.example", False)])
+def test_the_page_is_served_only_by_address(host, ok):
+    """DNS rebinding: a page of another site whose name now resolves to the gateway sends
+    requests whose Origin and Host agree; refusing every name stops it."""
+    assert auth.host_allowed(host) is ok
+
+
+def test_a_name_gets_421_even_for_the_login(tmp_path):
+    web = stub_web(tmp_path, FakeClock())
+
+    async def main():
+        c = Client(web_app.build(web), host="evil.example:8080")
+        r = await c.get("/connexion")
+        assert r.status_code == 421
+        r = await c.post("/connexion", headers={**FORM, "Origin": "http://evil.example:8080"},
+                         body="user=userhigh&password=high")
+        assert r.status_code == 421 and auth.COOKIE not in c.cookies
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("headers, host, ok", [
     ({"Origin": "http://192.168.1.10:8080"}, "192.168.1.10:8080", True),
     ({"Origin": "http://GW.local"}, "gw.local", True),
@@ -393,7 +417,7 @@ def test_broadcast_without_a_loop_is_harmless():
 
 # --- the gate, through Microdot's test client ---------------------------------------------
 
-HOST = "gw.test:8080"
+HOST = "192.0.2.7:8080"        # the gateway asked by address (a name is refused: DNS rebinding)
 ORIGIN = {"Origin": "http://" + HOST}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -579,3 +603,34 @@ def test_sessions_load_nothing_from_a_bad_or_missing_file(tmp_path):
         path.write_text(text)
         assert auth.Sessions(FakeClock()).load(path) == 0, text
         assert not path.exists()
+
+
+def test_tries_sent_in_parallel_do_not_slip_past_the_back_off(tmp_path):
+    """Twelve wrong passwords at once from one address: each waits for the verdict on the one
+    before, so only the first five are checked and the others are told to wait."""
+    web = stub_web(tmp_path, FakeClock())
+
+    async def main():
+        c = _client(web)
+        replies = await asyncio.gather(*(
+            c.post("/connexion", headers={**FORM, **ORIGIN}, body="user=userhigh&password=faux")
+            for _ in range(12)))
+        statuses = sorted(r.status_code for r in replies)
+        assert statuses == [401] * auth.FREE_FAILURES + [429] * (12 - auth.FREE_FAILURES)
+        assert web.throttle.snapshot() == {"127.0.0.1": auth.FREE_FAILURES}
+    asyncio.run(main())
+
+
+def test_a_body_without_its_length_is_refused(tmp_path):
+    """A chunked body, or a multipart one announced as empty, would be read without limit."""
+    web = stub_web(tmp_path, FakeClock())
+
+    async def main():
+        c = _client(web)
+        r = await c.post("/connexion", headers={**FORM, **ORIGIN, "Transfer-Encoding": "chunked"},
+                         body="user=userhigh&password=high")
+        assert r.status_code == 411
+        r = await c.post("/systeme/restauration", headers={
+            **ORIGIN, "Content-Type": "multipart/form-data; boundary=x", "Content-Length": "0"})
+        assert r.status_code == 411
+    asyncio.run(main())

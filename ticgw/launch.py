@@ -91,7 +91,13 @@ def main(argv=None) -> int:
         return 2
     module, args = argv[0], argv[1:]
     releases = Releases(layout.root())
-    name = settle(releases, module)
+    try:
+        name = settle(releases, module)
+    except Exception as e:              # a read-only or full disk: start all the same
+        _say("cannot settle the releases (%s: %s): starting what the link names" % (
+            type(e).__name__, e))
+        name = releases.current()
+        name = name if releases.is_complete(name) else BASE
     cmd, env = command(releases, name, module, args)
     os.execve(cmd[0], cmd, env)
     return 127                        # not reached

@@ -144,9 +144,16 @@ class UpdateService(Service):
 
     # --- start ---------------------------------------------------------------------------------
 
+    def _job_failed(self, error: BaseException) -> None:
+        """A job of the worker raised what it should not have: the machine's fault path (a
+        state never waits for a job that is over)."""
+        log.error("%s in %s: %s", type(error).__name__, self.state, error)
+        self.failure = self.failure or "Erreur interne (%s : %s)" % (type(error).__name__, error)
+        self.fire("install", "fault")
+
     def _resumed(self, outcome) -> None:
         if isinstance(outcome, BaseException):
-            raise outcome
+            return self._job_failed(outcome)
         (self.record, trigger), self.running = outcome
         if trigger == "resume_rollback":
             self.rollback_reason = self.record.reason or (
@@ -182,7 +189,8 @@ class UpdateService(Service):
         return self.machines.states().get("install")
 
     def _take(self, params: dict, origin: str, confirm: bool):
-        if self.state not in ("idle", "verified", "committed", "rolled_back", "failed"):
+        if self.state not in ("idle", "verified", "committed", "rolled_back", "failed") \
+                or self.record.pending:
             raise CommandRefused("busy", BUSY_MESSAGE % TASK)
         path = Path(str(params["path"])).resolve() if params.get("path") else None
         if path is None or path.parent != self.inbox:
@@ -239,7 +247,7 @@ class UpdateService(Service):
             release_install.check_space(self.releases, facts)
             return facts
 
-        self.worker.submit(check, on_done=self._checked, replace=True)
+        self.worker.submit(check, on_done=self._checked)
 
     def _checked(self, outcome) -> None:
         if isinstance(outcome, PakError):
@@ -249,7 +257,7 @@ class UpdateService(Service):
             self.fire("install", "refused")
             return
         if isinstance(outcome, BaseException):
-            raise outcome
+            return self._job_failed(outcome)
         self.facts = outcome
         self.fire("install", "checked")
 
@@ -272,7 +280,7 @@ class UpdateService(Service):
             pak.unlink(missing_ok=True)
             return name
 
-        self.worker.submit(work, on_done=self._installed, replace=True)
+        self.worker.submit(work, on_done=self._installed)
 
     def _installed(self, outcome) -> None:
         if isinstance(outcome, (InstallError, PakError)):
@@ -281,17 +289,17 @@ class UpdateService(Service):
             self.fire("install", "refused")
             return
         if isinstance(outcome, BaseException):
-            raise outcome
+            return self._job_failed(outcome)
         self.fire("install", "installed")
 
     def switch_release(self) -> None:
         self._progress("basculement", 95)
         self.worker.submit(lambda job: (self.steps.switch(), self.steps.running()),
-                           on_done=self._switched, replace=True)
+                           on_done=self._switched)
 
     def _switched(self, outcome) -> None:
         if isinstance(outcome, BaseException):
-            raise outcome
+            return self._job_failed(outcome)
         self.record, self.running = outcome
         self.fire("install", "switched")
 
@@ -324,6 +332,15 @@ class UpdateService(Service):
         self.peers[name] = {"activity": data.get("activity"), "version": data.get("version")}
         if self.watching:
             self.check_health()
+        elif (self.state in ("idle", "committed", "rolled_back", "failed")
+              and data.get("version") not in (None, __version__)
+              and name not in self.asked_restart and not self.record.pending):
+            # a service still on another release than the current one (the launcher rolled
+            # back a release that could not start, restarting only the update service)
+            self.asked_restart.add(name)
+            log.warning("%s runs %s, the current release is %s: restarting it", name,
+                        data.get("version"), __version__)
+            self.call(name, "restart")
         elif (name == "acquisition" and data.get("activity") == "operational"
               and not self.record.announced and self._announce_timer is not None):
             self._announce_timer.cancel()
@@ -362,11 +379,11 @@ class UpdateService(Service):
 
     def commit_release(self) -> None:
         self.worker.submit(lambda job: (self.steps.commit(), self.steps.running()),
-                           on_done=self._committed, replace=True)
+                           on_done=self._committed)
 
     def _committed(self, outcome) -> None:
         if isinstance(outcome, BaseException):
-            raise outcome
+            return self._job_failed(outcome)
         self.record, self.running = outcome
         log.info("release %s committed", self.record.release)
         self.announce()
@@ -376,11 +393,11 @@ class UpdateService(Service):
         self.rollback_reason = None
         log.error("rolling back %s: %s", self.record.version, reason)
         self.worker.submit(lambda job: (self.steps.roll_back(reason), self.steps.running()),
-                           on_done=self._rolled_back, replace=True)
+                           on_done=self._rolled_back)
 
     def _rolled_back(self, outcome) -> None:
         if isinstance(outcome, BaseException):
-            raise outcome
+            return self._job_failed(outcome)
         self.record, self.running = outcome
         self.fire("install", "rolled")
 
@@ -397,8 +414,11 @@ class UpdateService(Service):
         facts, origin, sha256 = self.facts, self.origin, self.expected_sha256
         self._answer(("refused", reason))
         self._release_task("failed", reason)
-        if self.state == "failed" and self.record.state == "rolling_back":
-            return                      # the launcher finishes the rollback at the next start
+        if self.record.state == "rolling_back":
+            # the rollback failed half-way: the launcher finishes it at the next start, which
+            # a whole-gateway restart brings now
+            self.restart_gateway("retour arrière à terminer")
+            return
         self.worker.submit(lambda job: self.steps.failed(reason, facts, origin, sha256),
                            on_done=self._failure_recorded)
 
@@ -422,7 +442,7 @@ class UpdateService(Service):
         if rec.state == "rolled_back":
             self.publish("alarm.raised", code=ALARM_ROLLED_BACK, source="GATEWAY",
                          detail="%s -> %s" % (rec.version, rec.from_version))
-        if rec.state in ("committed", "rolled_back"):
+        if rec.state in ("committed", "rolled_back") and self.state == rec.state:
             self._release_task("ok" if rec.state == "committed" else "failed", rec.reason)
         self.worker.submit(lambda job: self.steps.announced(), on_done=self._announced)
 

@@ -9,14 +9,15 @@ from pathlib import Path
 
 from ticgw import __version__
 from ticgw.release import configs, install, moves, record
+from ticgw.release.install import InstallError
 from ticgw.release.layout import BASE, RECORD, Releases, release_name
 from ticgw.release.record import Record
 
 log = logging.getLogger("update")
 
 #: The record's reasons (French: the journal and the page show them).
-INTERRUPTED_INSTALL = "Mise à jour interrompue pendant l'installation"
-INTERRUPTED_SWITCH = "Mise à jour interrompue avant le basculement"
+INTERRUPTED_INSTALL = record.INTERRUPTED + " pendant l'installation"
+INTERRUPTED_SWITCH = record.INTERRUPTED + " avant le basculement"
 
 
 class Steps:
@@ -71,6 +72,9 @@ class Steps:
     def begin(self, facts, origin: str) -> Record:
         """The record of an install about to start (nothing else is touched yet)."""
         with self.releases.lock():
+            if self.load().pending:
+                raise InstallError("an install is pending (%s)" % self.load().state,
+                                   "Une mise à jour est déjà en cours")
             current = self.releases.current()
             rec = Record(state="installing", version=facts.version,
                          release=release_name(facts.version, facts.sha256),

@@ -16,6 +16,7 @@ from pathlib import Path
 from bus.errors import BusTimeout
 from ticgw import files
 from ticgw.files import row_time, write_atomic
+from ticgw.release import record as release_record
 from ticgw.stamps import StampBook
 
 from . import commands, sync
@@ -747,7 +748,8 @@ class Connection:
             log.warning("firmware %s: the update service: %s", name, e)
             self.journal("Erreur de mise à jour : le service de mise à jour ne répond pas")
             return "failed"
-        if record.get("sha256") == checksum and record.get("state") not in (None, "idle"):
+        if record.get("sha256") == checksum and record.get("state") not in (None, "idle") \
+                and not release_record.retryable(record):
             log.info("firmware %s: already taken by the update service (%s)", name,
                      record.get("state"))
             return "done"

@@ -17,7 +17,7 @@ import threading
 import time
 
 from bus.client import CommandClient
-from bus.errors import CommandRefused, RemoteError
+from bus.errors import BusTimeout, CommandRefused, RemoteError
 from bus.tasklock import TaskBusy, TaskLock
 from services.runtime import Service, Worker
 from ticgw import files
@@ -380,7 +380,9 @@ class UplinkService(Service):
             self.loop.call_later(1.0, self._start_pending)
 
     def _firmware_taken(self, reply, effects, restart: bool) -> None:
-        refused_here = isinstance(reply, Exception) and (
+        # a timeout is not a refusal: the update service may still be checking a large
+        # package; its outcome comes as update.outcome
+        refused_here = isinstance(reply, Exception) and not isinstance(reply, BusTimeout) and (
             not isinstance(reply, RemoteError) or reply.code in NOT_JOURNALED_BY_UPDATE)
         if refused_here:
             # a refusal to look at the package (busy, in fault) or silence: the update service

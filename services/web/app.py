@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import re
+import secrets
 
 from microdot import Microdot, Request, Response, redirect
 from microdot.websocket import WebSocketError, websocket_upgrade
@@ -51,6 +52,14 @@ class Web:
         self.bridge = bridge
         self.sessions = auth.Sessions()
         self.throttle = auth.Throttle()
+        self._login_locks: dict[str, asyncio.Lock] = {}
+        #: this process's start: a page rendered by another process must be rendered again
+        self.boot = secrets.token_hex(4)
+
+    def login_lock(self, address: str) -> asyncio.Lock:
+        if len(self._login_locks) > 1000:          # forget idle ones
+            self._login_locks = {a: k for a, k in self._login_locks.items() if k.locked()}
+        return self._login_locks.setdefault(address, asyncio.Lock())
 
     @property
     def settings(self):
@@ -70,7 +79,8 @@ class Web:
         snap = self.snapshot(request)
         return Response(layout.page(title, body, active=active, csrf=s.csrf,
                                     initialising=self.view.initialising(), leds=snap["leds"],
-                                    flash=flash, script=script, since=snap["seq"]),
+                                    flash=flash, script=script, since=snap["seq"],
+                                    boot=self.boot),
                         headers={"Content-Type": "text/html; charset=utf-8"})
 
     def done(self, request, path: str, error=None, ok: str | None = None):
@@ -117,6 +127,13 @@ def build(web: Web) -> Microdot:
     @app.before_request
     async def gate(request):
         path = request.path
+        if not auth.host_allowed(request.headers.get("Host")):
+            return "Adresse de la passerelle attendue (pas un nom)", 421
+        if request.method == "POST" and (
+                request.headers.get("Transfer-Encoding")
+                or (request.content_length <= 0
+                    and str(request.headers.get("Content-Type", "")).startswith("multipart/"))):
+            return "Longueur de la requête requise", 411
         if request.content_length > FORM_LIMIT and path not in UPLOAD_ROUTES:
             return "Requête trop grande", 413
         session = web.sessions.get(request.cookies.get(auth.COOKIE))
@@ -185,6 +202,12 @@ def build(web: Web) -> Microdot:
     async def login(request):
         if not auth.same_origin(request.headers, request.headers.get("Host")):
             return T["csrf"], 403
+        # one try at a time per address: tries sent in parallel each wait for the one before
+        # (and its verdict), so none slips past the back-off
+        async with web.login_lock(_address(request)):
+            return await _login(request)
+
+    async def _login(request):
         address = _address(request)
         form = request.form or {}
         user = str(form.get("user") or "")
@@ -248,8 +271,13 @@ def build(web: Web) -> Microdot:
         form = request.form or {}
         current, new, again = (str(form.get(k) or "") for k in ("current", "new", "again"))
         settings = web.settings
-        if not await asyncio.to_thread(auth.login_ok, s.user, current, settings):
-            web.throttle.failed(_address(request), s.user)
+        async with web.login_lock(_address(request)):
+            if web.throttle.wait(_address(request)) > 0:
+                return password_page(request, {"current": "password.wrong"}, 429)
+            ok = await asyncio.to_thread(auth.login_ok, s.user, current, settings)
+            if not ok:
+                web.throttle.failed(_address(request), s.user)
+        if not ok:
             return password_page(request, {"current": "password.wrong"}, 400)
         problems = auth.new_password_problems(new, again)
         if problems:
@@ -266,10 +294,19 @@ def build(web: Web) -> Microdot:
 
     # --- live ------------------------------------------------------------------------------------
 
+    def _stream_for(request, last_id=None):
+        """The events after the page's snapshot; None (the page must be rendered again) when
+        they are not all kept, or the page was rendered by an earlier run of this process
+        (its numbers are not these)."""
+        boot = request.args.get("boot")
+        if boot and boot != web.boot:
+            return None
+        since = last_id or request.args.get("since")
+        return web.hub.open(int(since) if since and since.isdigit() else None)
+
     @app.get("/events")
     async def events(request):
-        since = request.headers.get("Last-Event-ID") or request.args.get("since")
-        stream = web.hub.open(int(since) if since and since.isdigit() else None)
+        stream = _stream_for(request, request.headers.get("Last-Event-ID"))
 
         async def body():
             if stream is None:                  # rendered too long ago: render it again
@@ -301,8 +338,7 @@ def build(web: Web) -> Microdot:
         would hang. The same events as /events, as JSON messages {"e", "d", "n"}."""
         if not auth.same_origin(request.headers, request.headers.get("Host")):
             return T["csrf"], 403
-        since = request.args.get("since")
-        stream = web.hub.open(int(since) if since and since.isdigit() else None)
+        stream = _stream_for(request)
         ws = await websocket_upgrade(request)
         if stream is None:
             await ws.send(_message("reload", {}, None))
@@ -342,12 +378,13 @@ def build(web: Web) -> Microdot:
 
     @app.get("/static/<name>")
     async def static(request, name):
-        if not STATIC_NAME.fullmatch(name) or not (layout.STATIC / name).is_file():
+        if not STATIC_NAME.fullmatch(name) or not layout.has_static(name):
             return "Introuvable", 404
         kind = "text/css" if name.endswith(".css") else "text/javascript"
         return Response(layout.static_text(name), headers={
             "Content-Type": kind + "; charset=utf-8", "Cache-Control": "private, max-age=300"})
 
+    layout.load_static()
     from .pages import register_all
     register_all(app, web)
     return app

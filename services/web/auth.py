@@ -16,11 +16,14 @@ Security provisions (ETSI EN 303 645 5.1, OWASP IoT I1/I3/I9, OWASP session mana
 """
 from __future__ import annotations
 
+import functools
 import hmac
+import ipaddress
 import json
 import logging
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -39,6 +42,15 @@ MIN_PASSWORD = 10
 FACTORY_PASSWORD = "high"
 
 
+def _locked(method):
+    """Run ``method`` holding its object's lock."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 @dataclass
 class Session:
     token: str
@@ -51,10 +63,15 @@ class Session:
 
 
 class Sessions:
+    """The sessions, shared by the HTTP thread and the bus loop (status): every access holds
+    the lock."""
+
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self.by_token: dict[str, Session] = {}
+        self.lock = threading.RLock()
 
+    @_locked
     def open(self, user: str, must_change_password: bool) -> Session:
         now = self.clock()
         s = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(24), now, now,
@@ -62,6 +79,7 @@ class Sessions:
         self.by_token[s.token] = s
         return s
 
+    @_locked
     def get(self, token: str | None) -> Session | None:
         """The live session of ``token`` (its idle clock restarted), or None."""
         if not token:
@@ -76,13 +94,16 @@ class Sessions:
         s.seen = now
         return s
 
+    @_locked
     def close(self, token: str | None) -> None:
         self.by_token.pop(token or "", None)
 
+    @_locked
     def close_all(self, keep: str | None = None) -> None:
         for t in [t for t in self.by_token if t != keep]:
             del self.by_token[t]
 
+    @_locked
     def save(self, path) -> None:
         """Keep the live sessions across a restart of the process (the page reconnects after
         *Redémarrer* or *Mise à jour* without a new login): a 0600 file in the run dir, read
@@ -97,6 +118,7 @@ class Sessions:
         with os.fdopen(fd, "w") as f:
             json.dump(live, f)
 
+    @_locked
     def load(self, path) -> int:
         try:
             with open(path) as f:
@@ -121,6 +143,7 @@ class Sessions:
                 self.by_token[s.token] = s
         return len(self.by_token)
 
+    @_locked
     def count(self) -> int:
         now = self.clock()
         return sum(1 for s in self.by_token.values()
@@ -128,17 +151,20 @@ class Sessions:
 
 
 class Throttle:
-    """Login failures per address, and the wait they impose."""
+    """Login failures per address, and the wait they impose (shared like Sessions)."""
 
     def __init__(self, clock=time.monotonic):
+        self.lock = threading.RLock()
         self.clock = clock
         self.failures: dict[str, int] = {}
         self.until: dict[str, float] = {}
 
+    @_locked
     def wait(self, address: str) -> float:
         """Seconds before ``address`` may try again (0: now)."""
         return max(0.0, self.until.get(address, 0.0) - self.clock())
 
+    @_locked
     def failed(self, address: str, user: str) -> None:
         n = self.failures.get(address, 0) + 1
         self.failures[address] = n
@@ -147,6 +173,11 @@ class Throttle:
                                                       FIRST_WAIT * 2 ** (n - FREE_FAILURES))
         log.warning("login failed for %r from %s (%d in a row)", user, address, n)
 
+    @_locked
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.failures)
+
+    @_locked
     def succeeded(self, address: str) -> None:
         self.failures.pop(address, None)
         self.until.pop(address, None)
@@ -175,6 +206,22 @@ def new_password_problems(new: str, again: str) -> dict[str, str]:
 
 def make_hash(password: str) -> str:
     return hash_password(password)
+
+
+def host_allowed(host: str | None) -> bool:
+    """The page is asked for by address (an IP literal, or localhost), never by a DNS name:
+    a name could be rebound to the gateway by a page of another site (DNS rebinding), whose
+    requests would then pass as same-origin."""
+    if not host:
+        return False
+    name = urlsplit("//" + host).hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def same_origin(headers: dict, host: str | None) -> bool:

@@ -35,8 +35,26 @@ def h(value) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
+_STATIC: dict[str, str] = {}
+
+
+def load_static() -> None:
+    """Read the assets once (at start, before the page is served: never on a request)."""
+    for path in STATIC.iterdir():
+        if path.suffix in (".js", ".css"):
+            _STATIC[path.name] = path.read_text(encoding="utf-8")
+
+
 def static_text(name: str) -> str:
-    return (STATIC / name).read_text(encoding="utf-8")
+    if not _STATIC:
+        load_static()
+    return _STATIC[name]
+
+
+def has_static(name: str) -> bool:
+    if not _STATIC:
+        load_static()
+    return name in _STATIC
 
 
 def _menu(active: str) -> str:
@@ -70,7 +88,7 @@ def _panel(leds: dict, csrf: str) -> str:
 
 
 def page(title: str, body: str, *, active: str, csrf: str, initialising: bool,
-         leds: dict, flash=(), script: str = "", since: int = 0) -> str:
+         leds: dict, flash=(), script: str = "", since: int = 0, boot: str = "") -> str:
     """A whole page of the logged-in part."""
     banners = ['<p class="banner init" id="banner-init"%s>%s</p>'
                % ("" if initialising else " hidden", h(T["banner.init"])),
@@ -86,6 +104,7 @@ def page(title: str, body: str, *, active: str, csrf: str, initialising: bool,
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf" content="%(csrf)s">
 <meta name="since" content="%(since)d">
+<meta name="boot" content="%(boot)s">
 <title>%(title)s - ticgw</title>
 <link rel="stylesheet" href="/static/style.css">
 <script src="/static/app.js" defer></script>%(script)s
@@ -97,7 +116,7 @@ value="%(csrf)s"><button>%(logout)s</button></form></header>
 </body></html>
 """ % {"csrf": h(csrf), "title": h(title), "script": script, "theme": theme,
        "logout": h(T["menu.logout"]), "menu": _menu(active), "banners": "".join(banners),
-       "body": body, "panel": _panel(leds, csrf), "since": since}
+       "body": body, "panel": _panel(leds, csrf), "since": since, "boot": h(boot)}
 
 
 def bare(title: str, body: str) -> str:

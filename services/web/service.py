@@ -92,6 +92,7 @@ class WebService(Service):
         self.hub = Hub()
         self.bridge = Bridge(self)
         self.web = web_app.Web(self, self.view, self.hub, self.bridge)
+        self._release_info = self._read_release_info()     # once, at start
         kept = self.web.sessions.load(self.run_dir / SESSIONS_FILE)
         if kept:
             log.info("%d session(s) kept across the restart", kept)
@@ -133,7 +134,7 @@ class WebService(Service):
 
     def cmd_sessions(self, params: dict) -> dict:
         return {"sessions": self.web.sessions.count(), "streams": len(self.hub.streams),
-                "failures": dict(self.web.throttle.failures)}
+                "failures": self.web.throttle.snapshot()}
 
     def status(self) -> dict:
         return {"listen": self.settings.web_listen, "port": self.port,

@@ -81,10 +81,13 @@ def restore(releases_path: Path, data: Path) -> bool:
 
 
 def drop(releases_path: Path) -> None:
+    """Remove the copy (renamed first: a kill half-way leaves a temporary name)."""
     copy = releases_path / BACKUP
     if copy.exists():
-        shutil.rmtree(copy)
+        doomed = releases_path / ("%sgone-%s" % (TEMP_PREFIX, os.urandom(4).hex()))
+        os.rename(copy, doomed)
         fsync_dir(releases_path)
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def migrate(python: Path, data: Path) -> str | None:

@@ -92,11 +92,16 @@ def install(pak: Path, facts, releases: Releases, progress=None, cancelled=lambd
         _relocate_scripts(temp, releases.path / name)
         _smoke(temp / "venv" / "bin" / "python", facts.version)
         shutil.rmtree(temp / WHEELS_DIR, ignore_errors=True)
+        os.sync()                       # what pip wrote is on disk before the release is
         releases.put_in_place(temp, name, {
             "version": facts.version, "build_date": facts.build_date, "sha256": facts.sha256,
             "size": facts.size, "installed_at": time.time()})
         progress("installation", 100)
         return name
+    except OSError as e:                 # a full or failing disk
+        shutil.rmtree(temp, ignore_errors=True)
+        raise InstallError("install failed: %s" % e,
+                           "Échec de l'installation (%s)" % (e.strerror or e)) from None
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -143,6 +148,9 @@ def _run(argv: list, what: str) -> None:
     except subprocess.TimeoutExpired:
         raise InstallError("%s took more than %d s" % (what, PIP_TIMEOUT),
                            "Installation trop longue (%s)" % what) from None
+    except OSError as e:
+        raise InstallError("%s could not run: %s" % (what, e),
+                           "Échec de l'installation (%s)" % what) from None
     if r.returncode:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise InstallError("%s failed: %s" % (what, " / ".join(tail)),
@@ -170,8 +178,12 @@ def _smoke(python: Path, version: str) -> None:
             "    importlib.import_module(m)\n"
             "print(ticgw.__version__)\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([str(python), "-P", "-c", code], capture_output=True, text=True,
-                       timeout=120, env=env, cwd="/")
+    try:
+        r = subprocess.run([str(python), "-P", "-c", code], capture_output=True, text=True,
+                           timeout=120, env=env, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise InstallError("the new release could not be tried: %s" % e,
+                           "La nouvelle version ne se charge pas") from None
     if r.returncode:
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:]
         raise InstallError("the new release does not import: %s" % " / ".join(tail),

@@ -153,9 +153,17 @@ class Releases:
         gone = []
         for name in self.installed():
             if name not in keep:
-                shutil.rmtree(self.path / name, ignore_errors=True)
+                self.remove(self.path / name)
                 gone.append(name)
         return gone
+
+    def remove(self, directory: Path) -> None:
+        """Remove a directory so that a kill half-way leaves a temporary name (removed at the
+        next start), never a half-deleted release."""
+        doomed = self.path / ("%sgone-%s" % (TEMP_PREFIX, os.urandom(4).hex()))
+        os.rename(directory, doomed)
+        fsync_dir(self.path)
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def free_bytes(self) -> int:
         self.path.mkdir(parents=True, exist_ok=True)

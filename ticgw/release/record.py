@@ -31,6 +31,15 @@ PENDING = ("switching", "verifying", "rolling_back")
 FINAL = ("committed", "rolled_back", "failed")
 #: Starts of the update service a new release gets before the launcher rolls it back.
 TRIES = 3
+#: How the reason of an install a kill or power cut interrupted begins: such a package is
+#: fetched and tried again (a package refused for what it is, is not).
+INTERRUPTED = "Mise à jour interrompue"
+
+
+def retryable(rec: dict) -> bool:
+    """A record (as a dict, from the update service's status) whose package may be tried
+    again."""
+    return rec.get("state") == "failed" and str(rec.get("reason") or "").startswith(INTERRUPTED)
 
 
 @dataclass

@@ -12,21 +12,24 @@ from ..texts import T
 
 def register(app, web) -> None:
     @app.get("/redemarrer")
-    async def reboot_page(request, flash=()):
+    async def reboot_page(request):
+        if request.args.get("en-cours"):
+            # after the POST (a reload here asks for nothing again): wait, then Accueil
+            body = ('<p class="banner warn" id="restarting" data-reconnect="/">%s</p>'
+                    % h(T["banner.restart_needed"]))
+            return web.page(request, T["menu.reboot"], body, "/redemarrer")
         body = ('<p>%s</p><form method="post" action="/redemarrer" id="reboot-form">%s'
                 '<button id="reboot" data-confirm="%s">%s</button></form>'
                 % (h(T["reboot.text"]), hidden_csrf(request.g.session.csrf),
                    h(T["reboot.confirm"]), h(T["menu.reboot"])))
-        return web.page(request, T["menu.reboot"], body, "/redemarrer", flash)
+        return web.page(request, T["menu.reboot"], body, "/redemarrer")
 
     @app.post("/redemarrer")
     async def reboot(request):
         _, error = await web.command("uplink", "reboot", {"reason": "web"})
         if error:
-            return await reboot_page(request, flash=[error])
-        body = ('<p class="banner warn" id="restarting" data-reconnect="/">%s</p>'
-                % h(T["banner.restart_needed"]))
-        return web.page(request, T["menu.reboot"], body, "/redemarrer")
+            return web.done(request, "/redemarrer", error)
+        return redirect("/redemarrer?en-cours=1")
 
     @app.post("/bouton")
     async def button(request):

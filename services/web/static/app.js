@@ -7,6 +7,7 @@
   var failures = 0;
   var csrf = (document.querySelector('meta[name="csrf"]') || {}).content || "";
   var since = (document.querySelector('meta[name="since"]') || {}).content || "";
+  var boot = (document.querySelector('meta[name="boot"]') || {}).content || "";
 
   function on(name, fn) { (handlers[name] = handlers[name] || []).push(fn); }
   function emit(name, data) { (handlers[name] || []).forEach(function (fn) { fn(data); }); }
@@ -25,7 +26,7 @@
   // rendered from, and after a drop, for those after the last one it got.
   function connect() {
     var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
-      (since ? "?since=" + since : "");
+      "?boot=" + encodeURIComponent(boot) + (since ? "&since=" + since : "");
     source = new WebSocket(url);
     source.onopen = function () { failures = 0; show("banner-offline", false); emit("online", {}); };
     source.onmessage = function (m) {
