@@ -112,10 +112,14 @@ def test_front_panel_install_button_and_whole_gateway_restart(demo_gateway):
             return False
     wait_for(back, 60, interval=0.5, message="".join(output[-40:]))
     assert {s: call(env, run, s, "ping")["pid"] for s in pids} == pids   # execv: same pids
+    names = ("acquisition", "modem", "uplink", "update", "web")
+
+    def restarted_now():
+        # honcho relays each process's lines from its own thread: wait for all five
+        found = [next((s for s in names if s in l), "?") for l in output if "restarting: " in l]
+        return found if len(found) >= len(names) else None
+    restarted = wait_for(restarted_now, 30, interval=0.5, message="".join(output[-60:]))
     text = "".join(output)
-    restarts = [l for l in output if "restarting: " in l]
-    restarted = [next(s for s in ("acquisition", "modem", "uplink", "update", "web") if s in l)
-                 for l in restarts]
     # every other service, then the one asked (the acquisition) last
     assert sorted(restarted[:-1]) == ["modem", "update", "uplink", "web"]
     assert restarted[-1] == "acquisition"

@@ -436,9 +436,11 @@ class UpdateService(Service):
         rec = self.record
         if rec.announced or rec.state not in ("committed", "rolled_back", "failed"):
             return
-        self.journal(outcome_row(rec))
-        self.publish("update.outcome", state=rec.state, version=rec.version,
-                     from_version=rec.from_version, reason=rec.reason)
+        # the outcome event once its row is in the journal: a service that acts on it (the
+        # uplink's owed restart) journals after it
+        self.journal(outcome_row(rec), on_written=lambda: self.publish(
+            "update.outcome", state=rec.state, version=rec.version,
+            from_version=rec.from_version, reason=rec.reason))
         if rec.state == "rolled_back":
             self.publish("alarm.raised", code=ALARM_ROLLED_BACK, source="GATEWAY",
                          detail="%s -> %s" % (rec.version, rec.from_version))
