@@ -23,7 +23,7 @@ $(VENV)/.system: tests/setup/system.sh | $(BIN)/python
 # Two workers, a test file each at a time: most tests wait on real time (ptys, timers), so two
 # run side by side in about the time of one; a file's tests share its fixtures.
 test: $(STAMP) $(VENV)/.system
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: $(STAMP) $(VENV)/.system
 	$(BIN)/python -m bench
