@@ -36,17 +36,19 @@ def gateway(tmp_path):
     procs = [start_service("acquisition", run, data), start_service("uplink", run, data)]
     ctx = zmq.Context()
     client = CommandClient(ctx, eps.resolve(run), src="test")
-    wait_for(lambda: pings(client, "uplink"), 30)
-    # the detection at start-up is the task 'Détection': wait for it to end
-    events.wait("task.ended", timeout=60, where=lambda e: e["data"]["task"] == "Détection")
-    yield run, data, server, events, client, procs
-    client.close()
-    ctx.term()
-    for p in procs:
-        stop_process(p)
-    events.close()
-    stop_process(broker)
-    server.close()
+    try:                                 # a set-up that fails stops what it started, too
+        wait_for(lambda: pings(client, "uplink"), 30)
+        # the detection at start-up is the task 'Détection': wait for it to end
+        events.wait("task.ended", timeout=60, where=lambda e: e["data"]["task"] == "Détection")
+        yield run, data, server, events, client, procs
+    finally:
+        client.close()
+        ctx.term()
+        for p in procs:
+            stop_process(p)
+        events.close()
+        stop_process(broker)
+        server.close()
 
 
 def pings(client, service) -> bool:
