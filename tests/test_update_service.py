@@ -198,8 +198,12 @@ class Gateway:
         self.ctx = zmq.Context()
         self.client = CommandClient(self.ctx, gateway.endpoints_from_environment(
             self.run, self.data), "test")
-        wait_for(lambda: (self.try_status() or {}).get("state") == "idle", 30, interval=0.1,
-                 message=self.tail())
+        try:
+            wait_for(lambda: (self.try_status() or {}).get("state") == "idle", 30,
+                     interval=0.1, message=self.tail())
+        except BaseException:
+            self.close()                 # a start that fails stops what it started, too
+            raise
 
     def tail(self) -> str:
         return "service output:\n" + "".join(self.output[-40:])
