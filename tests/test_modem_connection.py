@@ -40,16 +40,18 @@ def gateway(tmp_path):
     procs = [start_service("modem", run, data), start_service("uplink", run, data)]
     ctx = zmq.Context()
     client = CommandClient(ctx, eps.resolve(run), src="test")
-    wait_for(lambda: client.call("modem", "status", timeout=1.0)["state"] == "Standby", 30)
-    yield run, data, server, modem, events, client
-    client.close()
-    ctx.term()
-    for p in procs:
-        stop_process(p)
-    events.close()
-    stop_process(broker)
-    modem.stop()
-    server.close()
+    try:                                 # a set-up that fails stops what it started, too
+        wait_for(lambda: client.call("modem", "status", timeout=1.0)["state"] == "Standby", 30)
+        yield run, data, server, modem, events, client
+    finally:
+        client.close()
+        ctx.term()
+        for p in procs:
+            stop_process(p)
+        events.close()
+        stop_process(broker)
+        modem.stop()
+        server.close()
 
 
 def journal(events) -> list[str]:

@@ -66,6 +66,16 @@ def locked(lock_path):
         os.close(fd)
 
 
+def sha256_file(path) -> str:
+    """The SHA-256 (hex) of a file, read in chunks (a firmware package, a wheel)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def is_temp_name(name: str) -> bool:
     """Names :func:`write_atomic` uses for its temporary files (and hidden files)."""
     return name.startswith(".") or name.endswith(TEMP_SUFFIX)

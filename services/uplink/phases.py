@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bus.errors import BusTimeout
 from ticgw import files
-from ticgw.files import row_time, write_atomic
+from ticgw.files import row_time, sha256_file, write_atomic
 from ticgw.release import record as release_record
 from ticgw.stamps import StampBook
 
@@ -755,7 +755,7 @@ class Connection:
             return "done"
         dest = self.data_dir / "firmware" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if not (dest.exists() and _sha256_file(dest) == checksum):
+        if not (dest.exists() and sha256_file(dest) == checksum):
             try:
                 self._ftp().download("BIN", name, dest, on_retry=self._retry_journal,
                                      max_bytes=MAX_BYTES["BIN"])
@@ -763,7 +763,7 @@ class Connection:
                 log.warning("firmware %s: %s", name, e)
                 self._error("Erreur de récupération du fichier %s" % name, e)
                 return "failed"
-            digest = _sha256_file(dest)
+            digest = sha256_file(dest)
             if digest != checksum:
                 dest.unlink()
                 log.error("firmware %s: checksum %s, expected %s", name, digest, checksum)
@@ -808,14 +808,6 @@ class _Handlers:
             self.conn.call_peer("acquisition", "params")
         except PeerUnavailable as e:
             raise RuntimeError("the acquisition service does not answer") from e
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(65536), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _debug_snapshot(data_dir: Path) -> bytes:

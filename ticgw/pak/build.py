@@ -18,6 +18,8 @@ import time
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from ticgw.files import sha256_file
+
 from .manifest import (MANIFEST, MODEL, NAME, REQUIREMENTS, SIGNATURE, WHEELS_DIR, Manifest,
                        parse_version, utc_stamp)
 from .sign import load_private, sign
@@ -165,14 +167,6 @@ def collect_wheels(work: Path, source: Path, wheels_from=None,
     return wheels
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _load_key(key):
     if isinstance(key, (str, Path)) and not str(key).lstrip().startswith("-----BEGIN"):
         key = Path(key).read_bytes()
@@ -210,7 +204,7 @@ def build(out_path, *, key, version: str | None = None, wheels_from=None,
         members: dict[str, dict] = {}
         lines = []
         for w in wheels:
-            digest = _sha256(w)
+            digest = sha256_file(w)
             name, v = wheel_info(w)
             lines.append("%s==%s --hash=sha256:%s\n" % (name, v, digest))
             members["%s/%s" % (WHEELS_DIR, w.name)] = {"sha256": digest,
